@@ -1,0 +1,53 @@
+# Sluice developer commands. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_STAMP   := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup services fmt lint typecheck test bench demo all clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(PY_STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$$(grep '^uv==' requirements.lock)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP) ## install Python deps (locked) and the SQS emulator
+
+services: ## start PostgreSQL if it is installed but not running
+	./scripts/ensure-postgres.sh
+
+fmt: setup ## format the code
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+lint: setup ## ruff
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: setup ## mypy --strict on src/
+	$(BIN)/mypy src
+
+test: setup services ## the whole test suite (emulator, PostgreSQL, DuckDB, real processes)
+	$(BIN)/pytest
+
+bench: setup services ## throughput benchmark: prints figures
+	$(BIN)/python bench/throughput.py
+
+demo: setup ## 100,000 synthetic events through the emulator into DuckDB, reconciled
+	$(BIN)/sluice demo
+
+all: lint typecheck test ## everything CI runs
+
+clean: ## remove the environment and caches
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache sluice-demo.duckdb*

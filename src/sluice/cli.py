@@ -1,0 +1,267 @@
+"""The command line: the only place that reads argv and the environment and wires objects."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import structlog
+from rich.console import Console
+from rich.table import Table
+
+from sluice import __version__
+from sluice.cli_progress import counting_progress, drain_progress
+from sluice.config import Settings, describe, flag_specs, load_settings
+from sluice.errors import ConfigError, SchemaError, SluiceError
+from sluice.local.emulator import EMULATOR_CREDENTIALS
+from sluice.mapping import load_mapping
+from sluice.observe.logging import configure_logging
+from sluice.runtime.worker import build_sink, run_worker
+
+T = TypeVar("T")
+EXIT_CONFIG = 2
+EXIT_SCHEMA = 3
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"sluice: error: {message}", err=True)
+    sys.exit(code)
+
+
+@dataclass
+class CliContext:
+    config_file: str | None
+    flags: dict[str, object]
+    _settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(os.environ, self.flags, self.config_file)
+            except ConfigError as exc:
+                fail(str(exc), EXIT_CONFIG)
+            configure_logging(self._settings.log_format, self._settings.log_level)
+        return self._settings
+
+    def credentials(self) -> dict[str, str] | None:
+        """Dummy keys for an emulator endpoint when none are configured; else AWS's chain."""
+        local = self.settings().sqs_endpoint_url is not None
+        configured = any(os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE"))
+        return EMULATOR_CREDENTIALS if local and not configured else None
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run the command's coroutine; translate Sluice errors into one line and an exit code."""
+    try:
+        return asyncio.run(coroutine)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except SchemaError as exc:
+        fail(f"{exc} (`sluice init-db` creates the table)", EXIT_SCHEMA)
+    except SluiceError as exc:
+        fail(str(exc))
+
+
+def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for name, flag, text in reversed(flag_specs()):
+        command = click.option(flag, name, default=None, help=text)(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file of settings (lowest priority) [env SLUICE_CONFIG]",
+)
+@settings_options
+@click.version_option(__version__, prog_name="sluice")
+@click.pass_context
+def cli(ctx: click.Context, /, config_file: str | None, **flags: object) -> None:
+    """Drain an SQS queue into a warehouse: many long polls, micro-batched COPY, idempotent
+    merge, deletes only after commit.
+
+    Settings come from --config TOML, then environment variables, then these options.
+    """
+    ctx.obj = CliContext(config_file, flags)
+
+
+def _obj(ctx: click.Context) -> CliContext:
+    obj = ctx.find_object(CliContext)
+    assert obj is not None
+    return obj
+
+
+@cli.command()
+@click.option("--drain", is_flag=True, help="Exit once the queue is empty and all is settled.")
+@click.pass_context
+def run(ctx: click.Context, drain: bool) -> None:
+    """Consume until stopped (SIGTERM/SIGINT: graceful; a second signal: at once)."""
+    obj = _obj(ctx)
+    settings = obj.settings()
+    if not settings.enable_consumer:
+        structlog.get_logger("sluice").info("consumer_disabled", env="ENABLE_SQS_CONSUMER")
+        run_async(_wait_for_signal())
+        return
+    console = Console(stderr=True)
+    show = drain and console.is_terminal
+    with drain_progress(console, enabled=show) as on_progress:
+        summary = run_async(
+            run_worker(
+                settings, drain=drain, credentials=obj.credentials(), on_progress=on_progress
+            )
+        )
+    c = summary.counters
+    click.echo(
+        f"{summary.reason.value}: {c.inserted} rows loaded, {c.duplicates} duplicates absorbed, "
+        f"{c.failed} dead-lettered, {c.processed / max(summary.seconds, 1e-9):.0f} msg/s",
+        err=True,
+    )
+
+
+async def _wait_for_signal() -> None:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+@cli.command("init-db")
+@click.pass_context
+def init_db(ctx: click.Context) -> None:
+    """Create the target table from the mapping, then check it."""
+    settings = _obj(ctx).settings()
+    mapping = load_mapping(settings.mapping_file, settings.table_name)
+
+    async def create() -> bool:
+        sink = build_sink(settings, mapping)
+        try:
+            await sink.open()
+            created = await sink.create_table()
+            await sink.check_schema()
+            return created
+        finally:
+            await sink.close()
+
+    created = run_async(create())
+    verb = "created" if created else "already exists and matches the mapping:"
+    click.echo(f"table {mapping.table} {verb} ({settings.sink.value})")
+
+
+@cli.group()
+def config() -> None:
+    """Inspect settings."""
+
+
+@config.command("show")
+@click.pass_context
+def config_show(ctx: click.Context) -> None:
+    """Print the effective settings, secrets masked."""
+    table = Table("setting", "variable", "value")
+    for name, env, value in describe(_obj(ctx).settings()):
+        table.add_row(name, env, value)
+    Console().print(table)
+
+
+@cli.command()
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Synthetic AppsFlyer events to send.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Messages per second (default: as fast as possible).",
+)
+@click.option(
+    "--file",
+    "source_file",
+    type=click.File("r"),
+    default=None,
+    help="Send these JSON lines instead of synthetic events ('-' for stdin).",
+)
+@click.option("--malformed-ratio", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--duplicate-ratio", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.pass_context
+def send(
+    ctx: click.Context,
+    count: int,
+    rate: float | None,
+    source_file: Any,
+    malformed_ratio: float,
+    duplicate_ratio: float,
+    seed: int,
+) -> None:
+    """Load generator: put events on SQS_QUEUE_URL at a target rate."""
+    from sluice.sender import send_bodies
+    from sluice.sources.sqs import sqs_client
+    from sluice.synth import synthetic_stream
+
+    obj = _obj(ctx)
+    settings = obj.settings()
+    if not settings.queue_url:
+        fail("SQS_QUEUE_URL is required: the queue to send to", EXIT_CONFIG)
+    if source_file is not None:
+        bodies = [line.rstrip("\n") for line in source_file if line.strip()]
+    else:
+        bodies = [
+            m.body
+            for m in synthetic_stream(
+                count, malformed_ratio=malformed_ratio, duplicate_ratio=duplicate_ratio, seed=seed
+            )
+        ]
+
+    async def go(advance: Callable[[int], None]) -> int:
+        async with sqs_client(
+            settings.aws_region, settings.sqs_endpoint_url, 32, obj.credentials()
+        ) as client:
+            return await send_bodies(
+                client, str(settings.queue_url), bodies, rate=rate, on_sent=advance
+            )
+
+    with counting_progress(Console(stderr=True), "sending", len(bodies)) as advance:
+        sent = run_async(go(advance))
+    click.echo(f"sent {sent} message(s) to {settings.queue_url}", err=True)
+
+
+@cli.command()
+@click.option("--messages", type=click.IntRange(100), default=100_000, show_default=True)
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("sluice-demo.duckdb"),
+    show_default=True,
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+def demo(messages: int, database: Path, seed: int) -> None:
+    """Emulator + DLQ + synthetic AppsFlyer events -> DuckDB, then reconcile every count."""
+    from sluice.cli_report import run_and_report_demo
+
+    configure_logging(load_settings({}).log_format, "warning")
+    try:
+        ok = run_and_report_demo(messages, database, seed)
+    except SluiceError as exc:
+        fail(str(exc), EXIT_CONFIG if isinstance(exc, ConfigError) else 1)
+    sys.exit(0 if ok else 1)
+
+
+def main() -> None:
+    from sluice.cli_dlq import dlq
+
+    cli.add_command(dlq)
+    cli(prog_name="sluice")

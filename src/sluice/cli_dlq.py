@@ -1,0 +1,129 @@
+"""`sluice dlq ...`: look at, replay and purge the dead-letter queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sluice import dlq as ops
+from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
+from sluice.cli_progress import counting_progress
+from sluice.sources.sqs import SqsQueue, sqs_client
+
+
+def _context(ctx: click.Context) -> tuple[CliContext, str]:
+    obj = ctx.find_object(CliContext)
+    assert obj is not None
+    settings = obj.settings()
+    if not settings.dlq_url:
+        fail("SLUICE_DLQ_URL is required: the dead-letter queue's URL", EXIT_CONFIG)
+    return obj, settings.dlq_url
+
+
+async def _with_client(obj: CliContext, work: Callable[[Any], Any]) -> Any:
+    settings = obj.settings()
+    async with sqs_client(
+        settings.aws_region, settings.sqs_endpoint_url, 16, obj.credentials()
+    ) as client:
+        return await work(client)
+
+
+@click.group()
+def dlq() -> None:
+    """Dead-letter queue: stats, show, replay, purge."""
+
+
+@dlq.command()
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Most messages to read for the reason breakdown.",
+)
+@click.pass_context
+def stats(ctx: click.Context, limit: int) -> None:
+    """Depth of the DLQ and its messages by reason."""
+    obj, url = _context(ctx)
+
+    async def work(client: Any) -> tuple[Any, Any]:
+        depth = await SqsQueue(client, url).depth()
+        return depth, await ops.reason_counts(client, url, limit)
+
+    depth, reasons = run_async(_with_client(obj, work))
+    table = Table("reason", "messages")
+    for reason, count in reasons.most_common():
+        table.add_row(reason, str(count))
+    console = Console()
+    console.print(f"DLQ {url}: {depth.visible} visible, {depth.in_flight} in flight")
+    console.print(table)
+
+
+@dlq.command()
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.pass_context
+def show(ctx: click.Context, limit: int) -> None:
+    """Show dead letters: id, reason, detail and the start of the body."""
+    obj, url = _context(ctx)
+
+    async def work(client: Any) -> list[ops.DeadLetterView]:
+        views, _ = await ops.peek(client, url, limit)
+        await ops.release(client, url, views)
+        return views
+
+    table = Table("source message", "reason", "detail", "body")
+    for view in run_async(_with_client(obj, work)):
+        body = view.message.body
+        table.add_row(
+            view.source_message_id,
+            view.reason,
+            view.detail,
+            body if len(body) <= 80 else body[:77] + "...",
+        )
+    Console().print(table)
+
+
+@dlq.command()
+@click.option(
+    "--filter",
+    "reasons",
+    multiple=True,
+    help="Replay only this reason (repeatable), e.g. --filter wrong_type.",
+)
+@click.option("--limit", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0.1), default=None, help="Messages/second.")
+@click.pass_context
+def replay(ctx: click.Context, reasons: tuple[str, ...], limit: int, rate: float | None) -> None:
+    """Send dead letters back to SQS_QUEUE_URL (after fixing the mapping or the producer)."""
+    obj, url = _context(ctx)
+    queue_url = obj.settings().queue_url
+    if not queue_url:
+        fail("SQS_QUEUE_URL is required: the queue to replay into", EXIT_CONFIG)
+    wanted = frozenset(r.removeprefix("reason=") for r in reasons) or None
+
+    with counting_progress(Console(stderr=True), "replaying", limit) as advance:
+        result = run_async(
+            _with_client(
+                obj,
+                lambda client: ops.replay(
+                    client, url, queue_url, reasons=wanted, limit=limit, rate=rate, on_sent=advance
+                ),
+            )
+        )
+    click.echo(f"replayed {result.replayed}, left {result.skipped} in the DLQ", err=True)
+
+
+@dlq.command()
+@click.option("--yes", is_flag=True, help="Really delete every message in the DLQ.")
+@click.pass_context
+def purge(ctx: click.Context, yes: bool) -> None:
+    """Delete everything in the DLQ (asks for --yes)."""
+    obj, url = _context(ctx)
+    if not yes:
+        fail("purge deletes every dead letter for good; add --yes to confirm")
+    run_async(_with_client(obj, lambda client: ops.purge(client, url)))
+    click.echo(f"purged {url}", err=True)

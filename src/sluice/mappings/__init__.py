@@ -1,0 +1,1 @@
+"""Table mappings shipped with Sluice (TOML files read with importlib.resources)."""

@@ -1,0 +1,1 @@
+"""Observability: counters, the 60-second stats line, logging set-up."""

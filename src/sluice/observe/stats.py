@@ -1,0 +1,85 @@
+"""Counters a worker keeps, and the periodic stats line existing dashboards parse."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sluice.errors import FailureReason
+
+
+@dataclass
+class WorkerCounters:
+    """Monotonic counts of what happened to messages. Owned by one pipeline."""
+
+    received: int = 0
+    inserted: int = 0
+    duplicates_in_batch: int = 0
+    duplicates_in_target: int = 0
+    ignored: int = 0
+    dead_lettered: Counter[FailureReason] = field(default_factory=Counter)
+    left_to_redrive: Counter[FailureReason] = field(default_factory=Counter)
+    deleted: int = 0
+    delete_failures: int = 0
+    released: int = 0
+    visibility_extended: int = 0
+    visibility_failures: int = 0
+    batches: int = 0
+    load_failures: int = 0
+    receive_errors: int = 0
+    empty_receives: int = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.duplicates_in_batch + self.duplicates_in_target
+
+    @property
+    def processed(self) -> int:
+        """Messages settled into the warehouse: loaded, or absorbed as a duplicate."""
+        return self.inserted + self.duplicates
+
+    @property
+    def failed(self) -> int:
+        """Messages refused for good, whether Sluice dead-lettered them or left them to redrive."""
+        return sum(self.dead_lettered.values()) + sum(self.left_to_redrive.values())
+
+
+@dataclass
+class StatsLine:
+    """The per-worker line logged every interval.
+
+    The keys ``workerId, messagesProcessed, messagesFailed, uptimeSeconds,
+    throughputPerSecond, throughputPerHour, throughputPerDay`` and their types are those of
+    the consumer Sluice replaces (per second as a string with two decimals), so dashboards
+    that parse them keep working. Rates are averages since start, as there.
+    """
+
+    worker_id: str
+    clock: Callable[[], float]
+    started_at: float
+    _last: tuple[float, int] | None = None
+
+    def render(self, counters: WorkerCounters, held: int) -> dict[str, object]:
+        now = self.clock()
+        uptime = max(now - self.started_at, 1e-9)
+        processed = counters.processed
+        per_second = processed / uptime
+        last_time, last_processed = self._last or (self.started_at, 0)
+        interval = max(now - last_time, 1e-9)
+        self._last = (now, processed)
+        return {
+            "workerId": self.worker_id,
+            "messagesProcessed": processed,
+            "messagesFailed": counters.failed,
+            "uptimeSeconds": int(uptime),
+            "throughputPerSecond": f"{per_second:.2f}",
+            "throughputPerHour": int(per_second * 3600),
+            "throughputPerDay": int(per_second * 86400),
+            "intervalPerSecond": round((processed - last_processed) / interval, 2),
+            "messagesReceived": counters.received,
+            "rowsInserted": counters.inserted,
+            "duplicatesAbsorbed": counters.duplicates,
+            "deadLettered": {r.value: n for r, n in counters.dead_lettered.items()},
+            "messagesHeld": held,
+        }

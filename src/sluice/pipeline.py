@@ -1,0 +1,464 @@
+"""receive -> decode -> map -> batch -> load -> settle, for one process.
+
+Imports no driver: the queue, the DLQ and the warehouse come in behind the protocols of
+``sources.base`` and ``sinks.base``. Delivery contract: a message is deleted only after its
+row is committed (or it is safely in the DLQ); anything else is released or left to
+expire, and redelivery plus the idempotent merge absorb it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from sluice.batching import Batch, FlushPolicy
+from sluice.config import FaultPoint, Settings
+from sluice.decode import decode_message
+from sluice.errors import FailureReason, PermanentError, SluiceError, TransientError
+from sluice.mapping import TableMapping
+from sluice.model import DeadLetter, LoadResult, MappedRow, ReceivedMessage, StopReason
+from sluice.observe.stats import StatsLine, WorkerCounters
+from sluice.policies import CircuitBreaker, ExponentialBackoff
+from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, Sink
+from sluice.sources.base import DeadLetterTarget, Source
+
+DRAIN_POLL_WAIT = 1  # seconds a long poll waits in drain mode, so an empty queue ends fast
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    receive_concurrency: int
+    max_messages: int
+    wait_time_seconds: int
+    visibility_timeout: int
+    max_held: int
+    flush: FlushPolicy
+    load_concurrency: int
+    shutdown_grace: float
+    heartbeat_interval: float
+    stats_interval: float
+    worker_id: str
+    backoff: ExponentialBackoff
+    drain: bool = False
+
+    @classmethod
+    def from_settings(cls, s: Settings, *, drain: bool = False) -> PipelineOptions:
+        return cls(
+            receive_concurrency=s.receive_concurrency,
+            max_messages=s.max_messages,
+            wait_time_seconds=min(s.wait_time_seconds, DRAIN_POLL_WAIT)
+            if drain
+            else s.wait_time_seconds,
+            visibility_timeout=s.visibility_timeout,
+            max_held=s.max_held_messages,
+            flush=FlushPolicy(s.batch_max_rows, s.batch_max_bytes, s.batch_max_age),
+            load_concurrency=s.effective_load_concurrency,
+            shutdown_grace=s.shutdown_grace,
+            heartbeat_interval=s.heartbeat_interval,
+            stats_interval=s.stats_interval,
+            worker_id=s.worker_id,
+            backoff=ExponentialBackoff(base=0.2, cap=s.retry_max_backoff),
+            drain=drain,
+        )
+
+
+@dataclass(slots=True)
+class _Held:
+    message: ReceivedMessage
+    visible_again_at: float
+
+
+class Pipeline:
+    """Drains ``source`` into ``sink``. ``run`` returns when stopped or, in drain mode, empty."""
+
+    def __init__(
+        self,
+        source: Source,
+        sink: Sink,
+        dead_letters: DeadLetterTarget | None,
+        mapping: TableMapping,
+        options: PipelineOptions,
+        *,
+        faults: FaultHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_progress: Callable[[WorkerCounters], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.mapping = mapping
+        self.options = options
+        self.faults = faults or NoFaults()
+        self.clock = clock
+        self.on_progress = on_progress
+        self.counters = WorkerCounters()
+        self.breaker = CircuitBreaker(clock)
+        self.log = structlog.get_logger("sluice.pipeline").bind(worker=options.worker_id)
+        self._held: dict[str, _Held] = {}
+        self._batch = Batch(opened_at=clock())
+        self._flush_wanted = asyncio.Event()
+        self._gate = asyncio.Condition()
+        self._load_slots = asyncio.Semaphore(options.load_concurrency)
+        self._loads: set[asyncio.Task[None]] = set()
+        self._empty_streak = 0
+        self.stats = StatsLine(options.worker_id, clock, clock())
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    # -- the run ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> StopReason:
+        receivers = [
+            asyncio.create_task(self._receive_loop(), name=f"receive-{i}")
+            for i in range(self.options.receive_concurrency)
+        ]
+        helpers = [
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._stats_loop(), name="stats"),
+        ]
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        drained = (
+            asyncio.create_task(self._drain_watch(), name="drain") if self.options.drain else None
+        )
+        watched = [stopped, *receivers] + ([drained] if drained else [])
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        reason = StopReason.DRAINED if drained in done else StopReason.SIGNALLED
+        failure = next((t.exception() for t in done if t in receivers and t.exception()), None)
+        for task in (stopped, drained):
+            if task is not None:
+                task.cancel()
+        await self._shutdown(receivers, helpers)
+        self.log.info("stats", **self.stats.render(self.counters, self.held))
+        if failure is not None:
+            raise failure
+        return reason
+
+    async def _shutdown(
+        self, receivers: list[asyncio.Task[None]], helpers: list[asyncio.Task[None]]
+    ) -> None:
+        """Stop receiving, flush and settle what is held, release the rest, within grace."""
+        deadline = self.clock() + self.options.shutdown_grace
+        margin = min(2.0, self.options.shutdown_grace * 0.2)  # kept for releasing
+        for task in receivers:
+            task.cancel()  # aborts in-flight long polls
+        await asyncio.gather(*receivers, return_exceptions=True)
+        helpers[0].cancel()
+        await asyncio.gather(helpers[0], return_exceptions=True)
+        if self._batch.messages:
+            await self._load_slots.acquire()
+            self._start_processing(self._take_batch())
+        if self._loads:
+            _, pending = await asyncio.wait(
+                self._loads, timeout=max(0.0, deadline - margin - self.clock())
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in helpers[1:]:
+            task.cancel()
+        await asyncio.gather(*helpers[1:], return_exceptions=True)
+        await self._release_held(max(0.1, deadline - self.clock()))
+
+    async def _release_held(self, seconds: float) -> None:
+        messages = [h.message for h in self._held.values()]
+        self._held.clear()
+        if not messages:
+            return
+        try:
+            result = await asyncio.wait_for(self.source.change_visibility(messages, 0), seconds)
+        except (SluiceError, TimeoutError) as exc:
+            self.log.warning("release_failed", messages=len(messages), error=str(exc))
+            return
+        self.counters.released += len(result.succeeded)
+        self.log.info("released", messages=len(result.succeeded), failed=len(result.failed))
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def _may_receive(self) -> bool:
+        room = self.held + self.options.max_messages <= self.options.max_held
+        return room and self.breaker.allows_receiving
+
+    async def _notify_gate(self) -> None:
+        async with self._gate:
+            self._gate.notify_all()
+
+    async def _receive_loop(self) -> None:
+        attempt = 0
+        opts = self.options
+        while True:
+            async with self._gate:
+                await self._gate.wait_for(self._may_receive)
+            try:
+                messages = await self.source.receive(
+                    opts.max_messages, opts.wait_time_seconds, opts.visibility_timeout
+                )
+            except TransientError as exc:
+                self.counters.receive_errors += 1
+                delay = opts.backoff.delay(attempt)
+                attempt += 1
+                self.log.warning("receive_failed", error=str(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            if not messages:
+                self.counters.empty_receives += 1
+                self._empty_streak += 1
+                continue
+            self._empty_streak = 0
+            self._accept(messages)
+
+    def _accept(self, messages: Sequence[ReceivedMessage]) -> None:
+        now = self.clock()
+        visible_again = now + self.options.visibility_timeout
+        for message in messages:
+            self._held[message.receipt_handle] = _Held(message, visible_again)
+        self.counters.received += len(messages)
+        self.faults.hit(FaultPoint.AFTER_RECEIVE)
+        for message in messages:
+            self._batch.add(decode_message(message, self.mapping), now)
+        if self.options.flush.due(self._batch, now) is not None:
+            self._flush_wanted.set()
+
+    # -- flushing -----------------------------------------------------------------------
+
+    def _take_batch(self) -> Batch:
+        batch, self._batch = self._batch, Batch(opened_at=self.clock())
+        return batch
+
+    async def _flush_loop(self) -> None:
+        while True:
+            timeout = self.options.flush.seconds_left(self._batch, self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wanted.wait(), timeout)
+            self._flush_wanted.clear()
+            if self.options.flush.due(self._batch, self.clock()) is None:
+                continue
+            await self._load_slots.acquire()
+            self._start_processing(self._take_batch())
+
+    def _start_processing(self, batch: Batch) -> None:
+        """Settle ``batch`` in the background; the caller holds one load slot for it."""
+        task = asyncio.create_task(self._process(batch), name="process")
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
+
+    async def _process(self, batch: Batch) -> None:
+        try:
+            to_delete = [item.message for item in batch.ignored]
+            dead = list(batch.dead_letters)
+            if batch.rows:
+                rows = list(batch.rows.values())
+                result, rejected = await self._load_isolating(rows)
+                self.faults.hit(FaultPoint.AFTER_COMMIT)
+                rejected_keys = {letter.message.receipt_handle for letter in rejected}
+                rejected_rows = {
+                    r.dedupe_key for r in rows if r.message.receipt_handle in rejected_keys
+                }
+                dead.extend(rejected)
+                to_delete.extend(
+                    r.message for r in rows if r.message.receipt_handle not in rejected_keys
+                )
+                for twin in batch.in_batch_duplicates:
+                    if twin.dedupe_key in rejected_rows:
+                        dead.append(
+                            DeadLetter(
+                                twin.message,
+                                FailureReason.REJECTED_BY_WAREHOUSE,
+                                "same key as a row the warehouse refused",
+                            )
+                        )
+                    else:
+                        to_delete.append(twin.message)
+                        self.counters.duplicates_in_batch += 1
+                self.counters.inserted += result.inserted
+                self.counters.duplicates_in_target += result.already_present
+                self.counters.batches += 1
+            to_delete.extend(await self._dead_letter(dead))
+            await self._delete(to_delete)
+            for message in batch.messages:
+                self._held.pop(message.receipt_handle, None)
+            if self.on_progress is not None:
+                self.on_progress(self.counters)
+        except Exception:
+            # A bug, not an outage: stop holding these messages so they reappear after
+            # their visibility timeout instead of being extended forever.
+            self.log.exception("process_failed", messages=len(batch.messages))
+            for message in batch.messages:
+                self._held.pop(message.receipt_handle, None)
+        finally:
+            self._load_slots.release()
+            await self._notify_gate()
+
+    async def _load_isolating(
+        self, rows: Sequence[MappedRow]
+    ) -> tuple[LoadResult, list[DeadLetter]]:
+        """Load ``rows``; if the warehouse refuses their data, split to find the culprits."""
+        try:
+            return await self._load_retrying(rows), []
+        except RowsRejectedError as exc:
+            if len(rows) == 1:
+                self.log.warning(
+                    "row_rejected", message_id=rows[0].message.message_id, error=str(exc)
+                )
+                letter = DeadLetter(rows[0].message, FailureReason.REJECTED_BY_WAREHOUSE, str(exc))
+                return LoadResult(0, 0), [letter]
+        middle = len(rows) // 2
+        first, first_dead = await self._load_isolating(rows[:middle])
+        second, second_dead = await self._load_isolating(rows[middle:])
+        merged = LoadResult(
+            first.inserted + second.inserted, first.already_present + second.already_present
+        )
+        return merged, first_dead + second_dead
+
+    async def _load_retrying(self, rows: Sequence[MappedRow]) -> LoadResult:
+        """Retry until the warehouse takes the load; receiving pauses meanwhile."""
+        attempt = 0
+        while True:
+            if attempt:
+                self.breaker.record_attempt()
+            started = self.clock()
+            try:
+                result = await self.sink.load(rows)
+            except RowsRejectedError:
+                self.breaker.record_success()  # the warehouse answered; the data is at fault
+                raise
+            except (TransientError, PermanentError) as exc:
+                self.counters.load_failures += 1
+                self.breaker.record_failure()
+                delay = self.options.backoff.delay(attempt)
+                attempt += 1
+                self.log.error(
+                    "load_failed",
+                    rows=len(rows),
+                    error=str(exc),
+                    kind=type(exc).__name__,
+                    retry_in=round(delay, 2),
+                    circuit=self.breaker.state.value,
+                )
+                await self._notify_gate()
+                await asyncio.sleep(delay)
+                continue
+            if attempt:
+                self.log.info("load_recovered", attempts=attempt + 1)
+            self.breaker.record_success()
+            await self._notify_gate()
+            self.log.debug(
+                "loaded",
+                rows=len(rows),
+                inserted=result.inserted,
+                seconds=round(self.clock() - started, 4),
+            )
+            return result
+
+    # -- settling -----------------------------------------------------------------------
+
+    async def _dead_letter(self, letters: Sequence[DeadLetter]) -> list[ReceivedMessage]:
+        """Send permanent failures to the DLQ; return the messages now safe to delete."""
+        if not letters:
+            return []
+        for letter in letters:
+            self.log.info(
+                "dead_letter",
+                message_id=letter.message.message_id,
+                reason=letter.reason.value,
+                detail=letter.detail,
+            )
+        if self.dead_letters is None:
+            # No DLQ configured: the queue's redrive policy moves it after maxReceiveCount.
+            for letter in letters:
+                self.counters.left_to_redrive[letter.reason] += 1
+            return []
+        reasons = {letter.message.receipt_handle: letter.reason for letter in letters}
+        try:
+            result = await self.dead_letters.send(letters)
+        except SluiceError as exc:
+            self.log.warning("dead_letter_send_failed", messages=len(letters), error=str(exc))
+            return []
+        for message in result.succeeded:
+            self.counters.dead_lettered[reasons[message.receipt_handle]] += 1
+        for message, why in result.failed:
+            self.counters.left_to_redrive[reasons[message.receipt_handle]] += 1
+            self.log.warning("dead_letter_send_failed", message_id=message.message_id, error=why)
+        return list(result.succeeded)
+
+    async def _delete(self, messages: Sequence[ReceivedMessage]) -> None:
+        if not messages:
+            return
+        # Two calls so a test can crash between them (FaultPoint.MID_DELETE).
+        head, tail = messages[:10], messages[10:]
+        for part in (head, tail):
+            if not part:
+                continue
+            try:
+                result = await self.source.delete(part)
+            except SluiceError as exc:
+                self.counters.delete_failures += len(part)
+                self.log.warning("delete_failed", messages=len(part), error=str(exc))
+            else:
+                self.counters.deleted += len(result.succeeded)
+                self.counters.delete_failures += len(result.failed)
+                for message, why in result.failed:
+                    self.log.warning("delete_failed", message_id=message.message_id, error=why)
+            if part is head:
+                self.faults.hit(FaultPoint.MID_DELETE)
+
+    # -- background duties --------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        """Extend, in batches of 10, every held message before its visibility runs out."""
+        visibility = self.options.visibility_timeout
+        while True:
+            await asyncio.sleep(self.options.heartbeat_interval)
+            now = self.clock()
+            due = [
+                h.message for h in self._held.values() if h.visible_again_at - now < visibility / 2
+            ]
+            if not due:
+                continue
+            try:
+                result = await self.source.change_visibility(due, visibility)
+            except SluiceError as exc:
+                self.counters.visibility_failures += len(due)
+                self.log.warning("heartbeat_failed", messages=len(due), error=str(exc))
+                continue
+            for message in result.succeeded:
+                held = self._held.get(message.receipt_handle)
+                if held is not None:
+                    held.visible_again_at = now + visibility
+            self.counters.visibility_extended += len(result.succeeded)
+            self.counters.visibility_failures += len(result.failed)
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.stats_interval)
+            self.log.info("stats", **self.stats.render(self.counters, self.held))
+
+    def _is_idle(self) -> bool:
+        return (
+            not self._held
+            and not self._loads
+            and not self._batch.messages
+            and self._empty_streak >= self.options.receive_concurrency
+        )
+
+    async def _drain_watch(self) -> None:
+        """Return once nothing is held here and the queue reports nothing left, twice."""
+        confirmations = 0
+        while confirmations < 2:
+            await asyncio.sleep(0.2)
+            if not self._is_idle():
+                confirmations = 0
+                continue
+            try:
+                depth = await self.source.depth()
+            except TransientError:
+                continue
+            confirmations = confirmations + 1 if depth.total == 0 else 0

@@ -1,0 +1,73 @@
+"""Small named policies: how long to back off, and when the warehouse counts as down."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sluice.model import CircuitState
+
+
+@dataclass(frozen=True)
+class ExponentialBackoff:
+    """Full-jitter exponential backoff: delay(n) is uniform in [0, min(cap, base * 2**n)].
+
+    Full jitter spreads the retries of many workers hit by the same outage, so they do not
+    return in lockstep; the floor keeps even an unlucky draw from becoming a hot loop.
+    """
+
+    base: float = 0.1
+    cap: float = 30.0
+    floor: float = 0.05
+
+    def delay(self, attempt: int, draw: Callable[[], float] = random.random) -> float:
+        ceiling = min(self.cap, self.base * (2.0 ** min(attempt, 32)))
+        return max(self.floor, ceiling * draw())
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens on a failed warehouse load; receivers stop polling while it is not closed.
+
+    Valid messages must never burn their receive count into the DLQ during an outage, so
+    the worker holds what it has (the heartbeat keeps it invisible), retries the load with
+    backoff, and receives nothing new until a load succeeds again.
+    """
+
+    clock: Callable[[], float]
+    state: CircuitState = CircuitState.CLOSED
+    opened_at: float | None = None
+    failures: int = 0
+    _history: list[tuple[float, CircuitState]] = field(default_factory=list)
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        if self.state is CircuitState.CLOSED:
+            self.opened_at = self.clock()
+            self._set(CircuitState.OPEN)
+        elif self.state is CircuitState.HALF_OPEN:
+            self._set(CircuitState.OPEN)
+
+    def record_attempt(self) -> None:
+        """A retry is under way: the breaker is probing the warehouse."""
+        if self.state is CircuitState.OPEN:
+            self._set(CircuitState.HALF_OPEN)
+
+    def record_success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        if self.state is not CircuitState.CLOSED:
+            self._set(CircuitState.CLOSED)
+
+    @property
+    def allows_receiving(self) -> bool:
+        return self.state is CircuitState.CLOSED
+
+    def _set(self, state: CircuitState) -> None:
+        self.state = state
+        self._history.append((self.clock(), state))
+
+    @property
+    def history(self) -> tuple[tuple[float, CircuitState], ...]:
+        return tuple(self._history)

@@ -1,0 +1,1 @@
+"""Process-level wiring: one worker, its signals, its test-only fault points."""

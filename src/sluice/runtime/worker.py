@@ -1,0 +1,139 @@
+"""One worker process: build the edges from settings, run the pipeline, obey signals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from sluice.config import Settings, SinkKind
+from sluice.errors import ConfigError, PermanentError, TransientError
+from sluice.mapping import TableMapping, load_mapping
+from sluice.model import StopReason
+from sluice.observe.stats import WorkerCounters
+from sluice.pipeline import Pipeline, PipelineOptions
+from sluice.policies import ExponentialBackoff
+from sluice.runtime.faults import FaultInjector
+from sluice.sinks.base import FaultHook, Sink
+from sluice.sinks.duckdb import DuckDBSink
+from sluice.sinks.postgres import PostgresSink
+from sluice.sources.sqs import SqsDeadLetterQueue, SqsQueue, sqs_client
+
+STARTUP_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    reason: StopReason
+    counters: WorkerCounters
+    seconds: float
+
+
+def build_sink(settings: Settings, mapping: TableMapping, faults: FaultHook | None = None) -> Sink:
+    if settings.sink is SinkKind.POSTGRES:
+        assert settings.database_url is not None  # checked in config
+        return PostgresSink(
+            settings.database_url,
+            mapping,
+            connections=settings.effective_load_concurrency,
+            application_name=f"sluice-{settings.worker_id}"[:63],
+            faults=faults,
+        )
+    return DuckDBSink(settings.duckdb_path, mapping, faults=faults)
+
+
+async def open_sink(sink: Sink, log: structlog.typing.FilteringBoundLogger) -> None:
+    """Wait for the warehouse with backoff (it may start after us), then check the table."""
+    backoff = ExponentialBackoff(base=0.5, cap=10.0)
+    for attempt in range(STARTUP_ATTEMPTS):
+        try:
+            await sink.open()
+            break
+        except TransientError as exc:
+            if attempt == STARTUP_ATTEMPTS - 1:
+                raise
+            delay = backoff.delay(attempt)
+            log.warning("warehouse_unavailable", error=str(exc), retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+    await sink.check_schema()
+
+
+def install_signal_handlers(
+    stop: asyncio.Event, log: structlog.typing.FilteringBoundLogger
+) -> None:
+    """First SIGTERM/SIGINT: graceful stop. Second: exit at once (SQS keeps the messages)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second_signal_exiting_now", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    drain: bool = False,
+    stop: asyncio.Event | None = None,
+    credentials: dict[str, str] | None = None,
+    on_progress: Callable[[WorkerCounters], None] | None = None,
+    handle_signals: bool = True,
+) -> RunSummary:
+    log = structlog.get_logger("sluice.worker").bind(worker=settings.worker_id)
+    if not settings.queue_url:
+        raise ConfigError("SQS_QUEUE_URL is required: the URL of the queue to drain")
+    started = time.monotonic()
+    stop = stop or asyncio.Event()
+    if handle_signals:
+        install_signal_handlers(stop, log)
+    mapping = load_mapping(settings.mapping_file, settings.table_name)
+    faults = FaultInjector(settings.fault_point, settings.fault_after)
+    sink = build_sink(settings, mapping, faults)
+    pool = settings.receive_concurrency + 2 * settings.effective_load_concurrency + 4
+    async with sqs_client(
+        settings.aws_region, settings.sqs_endpoint_url, pool, credentials
+    ) as client:
+        source = SqsQueue(client, settings.queue_url)
+        try:
+            await source.depth()
+        except PermanentError as exc:
+            raise ConfigError(f"SQS_QUEUE_URL={settings.queue_url} is not usable: {exc}") from exc
+        dlq = (
+            SqsDeadLetterQueue(client, settings.dlq_url, settings.worker_id)
+            if settings.dlq_url
+            else None
+        )
+        try:
+            await open_sink(sink, log)
+            pipeline = Pipeline(
+                source,
+                sink,
+                dlq,
+                mapping,
+                PipelineOptions.from_settings(settings, drain=drain),
+                faults=faults,
+                on_progress=on_progress,
+            )
+            log.info(
+                "started",
+                queue=settings.queue_url,
+                sink=settings.sink.value,
+                table=mapping.table,
+                drain=drain,
+                dlq=bool(dlq),
+            )
+            reason = await pipeline.run(stop)
+        finally:
+            await sink.close()
+    log.info("stopped", reason=reason.value)
+    return RunSummary(reason, pipeline.counters, time.monotonic() - started)

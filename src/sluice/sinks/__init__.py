@@ -1,0 +1,1 @@
+"""Warehouse sinks: PostgreSQL, DuckDB (and Redshift later), behind one protocol."""

@@ -1,0 +1,302 @@
+"""Amazon SQS over aiobotocore: receive, delete and extend in batches of 10, DLQ sends.
+
+Every botocore failure is translated here, in ``translate``, into TransientError (throttling,
+5xx, connection trouble: retried by the caller with backoff) or PermanentError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sluice.errors import PermanentError, SluiceError, TransientError
+from sluice.model import DeadLetter, ReceivedMessage, SettleResult
+from sluice.policies import ExponentialBackoff
+from sluice.sources.base import QueueDepth
+
+BATCH_LIMIT = 10  # SQS batch APIs take at most ten entries
+SEND_BATCH_BYTES = 1024 * 1024  # and at most 1 MiB of payload per SendMessageBatch
+_THROTTLING = {
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "KmsThrottled",
+    "AWS.SimpleQueueService.RequestThrottled",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+}
+# Batch entries that failed for these codes will not succeed on retry.
+_FINAL_ENTRY_CODES = {
+    "ReceiptHandleIsInvalid",
+    "AWS.SimpleQueueService.ReceiptHandleIsInvalid",
+    "InvalidParameterValue",
+    "MessageNotInflight",
+    "AWS.SimpleQueueService.MessageNotInflight",
+}
+
+
+def translate(exc: Exception, action: str) -> SluiceError:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        text = f"SQS {action} failed: {code} {error.get('Message', '')}".strip()
+        if code in _THROTTLING or status >= 500 or status == 429:
+            return TransientError(text)
+        return PermanentError(text)
+    return TransientError(f"SQS {action} failed: {type(exc).__name__}: {exc}")
+
+
+def client_config(pool: int) -> AioConfig:
+    return AioConfig(
+        max_pool_connections=pool,
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=40,  # above the longest long poll (20 s)
+    )
+
+
+@asynccontextmanager
+async def sqs_client(
+    region: str, endpoint_url: str | None, pool: int, credentials: dict[str, str] | None = None
+) -> AsyncIterator[Any]:
+    session = get_session()
+    async with session.create_client(
+        "sqs",
+        region_name=region,
+        endpoint_url=endpoint_url,
+        config=client_config(pool),
+        **(credentials or {}),
+    ) as client:
+        yield client
+
+
+async def call(client_call: Callable[..., Awaitable[Any]], action: str, **kwargs: Any) -> Any:
+    try:
+        return await client_call(**kwargs)
+    except (TimeoutError, ClientError, BotoCoreError, OSError) as exc:
+        raise translate(exc, action) from exc
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class SqsQueue:
+    """One SQS queue as a Source. ``client`` is an open aiobotocore SQS client."""
+
+    def __init__(
+        self,
+        client: Any,
+        url: str,
+        *,
+        entry_retries: int = 3,
+        backoff: ExponentialBackoff | None = None,
+    ) -> None:
+        self._client = client
+        self.url = url
+        self._entry_retries = entry_retries
+        self._backoff = backoff or ExponentialBackoff(base=0.05, cap=2.0)
+        self.entry_failures = 0  # Failed[] entries seen, retried or not
+
+    async def receive(
+        self, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[ReceivedMessage]:
+        response = await call(
+            self._client.receive_message,
+            "ReceiveMessage",
+            QueueUrl=self.url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=visibility_timeout,
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageAttributeNames=["All"],
+        )
+        return [_to_message(m) for m in response.get("Messages", ())]
+
+    async def delete(self, messages: Sequence[ReceivedMessage]) -> SettleResult:
+        return await self._settle(
+            messages, "DeleteMessageBatch", self._client.delete_message_batch, {}
+        )
+
+    async def change_visibility(
+        self, messages: Sequence[ReceivedMessage], seconds: int
+    ) -> SettleResult:
+        return await self._settle(
+            messages,
+            "ChangeMessageVisibilityBatch",
+            self._client.change_message_visibility_batch,
+            {"VisibilityTimeout": seconds},
+        )
+
+    async def _settle(
+        self,
+        messages: Sequence[ReceivedMessage],
+        action: str,
+        method: Callable[..., Awaitable[Any]],
+        extra: dict[str, Any],
+    ) -> SettleResult:
+        results = await asyncio.gather(
+            *(
+                self._settle_group(group, action, method, extra)
+                for group in _chunks(messages, BATCH_LIMIT)
+            )
+        )
+        succeeded: list[ReceivedMessage] = []
+        failed: list[tuple[ReceivedMessage, str]] = []
+        for ok, bad in results:
+            succeeded.extend(ok)
+            failed.extend(bad)
+        return SettleResult(tuple(succeeded), tuple(failed))
+
+    async def _settle_group(
+        self,
+        group: Sequence[ReceivedMessage],
+        action: str,
+        method: Callable[..., Awaitable[Any]],
+        extra: dict[str, Any],
+    ) -> tuple[list[ReceivedMessage], list[tuple[ReceivedMessage, str]]]:
+        pending = {str(i): m for i, m in enumerate(group)}
+        succeeded: list[ReceivedMessage] = []
+        final: list[tuple[ReceivedMessage, str]] = []
+        for attempt in range(self._entry_retries + 1):
+            entries = [
+                {"Id": i, "ReceiptHandle": m.receipt_handle} | extra for i, m in pending.items()
+            ]
+            try:
+                response = await call(method, action, QueueUrl=self.url, Entries=entries)
+            except TransientError as exc:
+                if attempt == self._entry_retries:
+                    final.extend((m, str(exc)) for m in pending.values())
+                    return succeeded, final
+                await asyncio.sleep(self._backoff.delay(attempt))
+                continue
+            for ok in response.get("Successful", ()):
+                succeeded.append(pending.pop(ok["Id"]))
+            retry: dict[str, ReceivedMessage] = {}
+            for bad in response.get("Failed", ()):
+                self.entry_failures += 1
+                message = pending.pop(bad["Id"])
+                code = str(bad.get("Code", ""))
+                if code in _FINAL_ENTRY_CODES or attempt == self._entry_retries:
+                    final.append((message, f"{code}: {bad.get('Message', '')}"))
+                else:
+                    retry[bad["Id"]] = message
+            if not retry:
+                break
+            pending = retry
+            await asyncio.sleep(self._backoff.delay(attempt))
+        return succeeded, final
+
+    async def depth(self) -> QueueDepth:
+        response = await call(
+            self._client.get_queue_attributes,
+            "GetQueueAttributes",
+            QueueUrl=self.url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )
+        attrs = response.get("Attributes", {})
+        return QueueDepth(
+            visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
+            in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+        )
+
+
+def _to_message(raw: dict[str, Any]) -> ReceivedMessage:
+    attrs = raw.get("Attributes", {})
+    return ReceivedMessage(
+        message_id=raw["MessageId"],
+        receipt_handle=raw["ReceiptHandle"],
+        body=raw.get("Body", ""),
+        receive_count=int(attrs.get("ApproximateReceiveCount", 1)),
+        sent_timestamp_ms=int(attrs.get("SentTimestamp", 0)),
+    )
+
+
+def dead_letter_attributes(letter: DeadLetter, worker_id: str) -> dict[str, Any]:
+    def text(value: str) -> dict[str, str]:
+        return {"DataType": "String", "StringValue": value[:1024] or "-"}
+
+    return {
+        "sluice.reason": text(letter.reason.value),
+        "sluice.detail": text(letter.detail),
+        "sluice.source_message_id": text(letter.message.message_id),
+        "sluice.receive_count": {
+            "DataType": "Number",
+            "StringValue": str(letter.message.receive_count),
+        },
+        "sluice.worker": text(worker_id),
+    }
+
+
+class SqsDeadLetterQueue:
+    """Sends permanent failures to a DLQ: original body, reason in message attributes."""
+
+    def __init__(self, client: Any, url: str, worker_id: str) -> None:
+        self._client = client
+        self.url = url
+        self._worker_id = worker_id
+
+    async def send(self, letters: Sequence[DeadLetter]) -> SettleResult:
+        groups = _size_bounded_groups(letters, self._worker_id)
+        succeeded: list[ReceivedMessage] = []
+        failed: list[tuple[ReceivedMessage, str]] = []
+        for group in groups:
+            if not group:
+                continue
+            entries = [
+                {
+                    "Id": str(i),
+                    "MessageBody": letter.message.body or " ",
+                    "MessageAttributes": dead_letter_attributes(letter, self._worker_id),
+                }
+                for i, letter in enumerate(group)
+            ]
+            try:
+                response = await call(
+                    self._client.send_message_batch,
+                    "SendMessageBatch",
+                    QueueUrl=self.url,
+                    Entries=entries,
+                )
+            except (TransientError, PermanentError) as exc:
+                failed.extend((letter.message, str(exc)) for letter in group)
+                continue
+            for ok in response.get("Successful", ()):
+                succeeded.append(group[int(ok["Id"])].message)
+            for bad in response.get("Failed", ()):
+                failed.append((group[int(bad["Id"])].message, str(bad.get("Code", ""))))
+        return SettleResult(tuple(succeeded), tuple(failed))
+
+
+def _size_bounded_groups(letters: Sequence[DeadLetter], worker_id: str) -> list[list[DeadLetter]]:
+    """Groups of at most ten whose bodies and attributes fit one SendMessageBatch."""
+    groups: list[list[DeadLetter]] = [[]]
+    size = 0
+    for letter in letters:
+        attrs = dead_letter_attributes(letter, worker_id)
+        cost = len(letter.message.body.encode("utf-8")) + sum(
+            len(k) + len(v["StringValue"]) + len(v["DataType"]) for k, v in attrs.items()
+        )
+        if groups[-1] and (len(groups[-1]) == BATCH_LIMIT or size + cost > SEND_BATCH_BYTES):
+            groups.append([])
+            size = 0
+        groups[-1].append(letter)
+        size += cost
+    return groups
