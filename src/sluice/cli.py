@@ -228,7 +228,11 @@ def send(
 
     async def go(advance: Callable[[int], None]) -> int:
         async with sqs_client(
-            settings.aws_region, settings.sqs_endpoint_url, 32, obj.credentials()
+            settings.aws_region,
+            settings.sqs_endpoint_url,
+            32,
+            obj.credentials(),
+            settings.sqs_client,
         ) as client:
             return await send_bodies(
                 client, str(settings.queue_url), bodies, rate=rate, on_sent=advance

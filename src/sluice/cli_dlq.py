@@ -27,7 +27,7 @@ def _context(ctx: click.Context) -> tuple[CliContext, str]:
 async def _with_client(obj: CliContext, work: Callable[[Any], Any]) -> Any:
     settings = obj.settings()
     async with sqs_client(
-        settings.aws_region, settings.sqs_endpoint_url, 16, obj.credentials()
+        settings.aws_region, settings.sqs_endpoint_url, 16, obj.credentials(), settings.sqs_client
     ) as client:
         return await work(client)
 

@@ -28,6 +28,13 @@ class SinkKind(enum.Enum):
     POSTGRES = "postgres"
 
 
+class SqsClientKind(enum.Enum):
+    """Which SQS client: the lean JSON-protocol one (fast) or aiobotocore's (reference)."""
+
+    WIRE = "wire"
+    BOTOCORE = "botocore"
+
+
 class LogFormat(enum.Enum):
     AUTO = "auto"
     JSON = "json"
@@ -64,6 +71,7 @@ class Settings:
     database_url: str | None = None
     duckdb_path: str = "sluice.duckdb"
     dlq_url: str | None = None
+    sqs_client: SqsClientKind = SqsClientKind.WIRE
     mapping_file: str | None = None
     receive_concurrency: int = 8
     max_held_messages: int = 20_000
@@ -222,6 +230,7 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("database_url", "SLUICE_DATABASE_URL", _pg_url, "PostgreSQL DSN", secret=True),
     _Spec("duckdb_path", "SLUICE_DUCKDB_PATH", _text, "DuckDB database file"),
     _Spec("dlq_url", "SLUICE_DLQ_URL", _url, "dead-letter queue URL for permanent failures"),
+    _Spec("sqs_client", "SLUICE_SQS_CLIENT", _enum(SqsClientKind), "wire (fast) or botocore"),
     _Spec("mapping_file", "SLUICE_MAPPING_FILE", _text, "TOML table mapping"),
     _Spec("receive_concurrency", "SLUICE_RECEIVE_CONCURRENCY", _int(1, 256), "long polls"),
     _Spec("max_held_messages", "SLUICE_MAX_HELD_MESSAGES", _int(10, 1_000_000), "backpressure"),

@@ -10,7 +10,7 @@ import hashlib
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -27,6 +27,7 @@ MESSAGE_ID = "message_id"
 SENT_AT = "sent_at"
 RAW_EVENT = "raw_event"
 LOADED_AT = "loaded_at"  # set by the warehouse's clock at insert, never by the worker
+_EPOCH = datetime(1970, 1, 1)  # naive UTC, like every timestamp Sluice stores
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,18 @@ class Column:
     path: tuple[str, ...]
     nullable: bool = True
     max_length: int | None = None  # TEXT only, in UTF-8 bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One mapped column, precompiled for the hot path."""
+
+    name: str
+    key: str | None  # the key when the path has one part: a plain dict lookup
+    path: tuple[str, ...]
+    convert: Converter
+    nullable: bool
+    empty_is_null: bool  # "" means absent for every type but text
 
 
 SYSTEM_COLUMNS: tuple[Column, ...] = (
@@ -53,15 +66,25 @@ class TableMapping:
     table: str
     columns: tuple[Column, ...]
     dedupe_paths: tuple[tuple[str, ...], ...] = ()
-    _converters: tuple[Converter, ...] = field(init=False, repr=False, compare=False)
+    _plan: tuple[_Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.load_columns]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"mapping: column(s) {', '.join(duplicates)} defined twice")
-        converters = tuple(converter_for(c.type, c.max_length) for c in self.columns)
-        object.__setattr__(self, "_converters", converters)
+        plan = tuple(
+            _Step(
+                c.name,
+                c.path[0] if len(c.path) == 1 else None,
+                c.path,
+                converter_for(c.type, c.max_length),
+                c.nullable,
+                c.type is not ColumnType.TEXT,
+            )
+            for c in self.columns
+        )
+        object.__setattr__(self, "_plan", plan)
 
     @property
     def load_columns(self) -> tuple[Column, ...]:
@@ -76,18 +99,20 @@ class TableMapping:
     def map_event(
         self, event: Mapping[str, object], raw_text: str, message: ReceivedMessage
     ) -> MappedRow:
+        # The hot path: one call per message, so plain dict lookups, no ABC checks.
         values: list[object] = []
-        for column, convert in zip(self.columns, self._converters, strict=True):
-            value = _lookup(event, column.path)
-            if value is None or (value == "" and column.type is not ColumnType.TEXT):
-                if not column.nullable:
-                    raise MessageError(FailureReason.MISSING_REQUIRED, f"{column.name} is absent")
-                values.append(None)
+        append = values.append
+        for step in self._plan:
+            value = event.get(step.key) if step.key is not None else _lookup(event, step.path)
+            if value is None or (step.empty_is_null and value == ""):
+                if not step.nullable:
+                    raise MessageError(FailureReason.MISSING_REQUIRED, f"{step.name} is absent")
+                append(None)
                 continue
-            values.append(convert(value, column.name))
+            append(step.convert(value, step.name))
         key = self.dedupe_key(event)
         sent_at = (
-            datetime.fromtimestamp(message.sent_timestamp_ms / 1000, UTC).replace(tzinfo=None)
+            _EPOCH + timedelta(milliseconds=message.sent_timestamp_ms)
             if message.sent_timestamp_ms
             else None
         )
@@ -112,7 +137,7 @@ class TableMapping:
 def _lookup(event: Mapping[str, object], path: tuple[str, ...]) -> object:
     current: object = event
     for key in path:
-        if not isinstance(current, Mapping):
+        if not isinstance(current, dict):  # decoded JSON objects are always dicts
             return None
         current = current.get(key)
     return current

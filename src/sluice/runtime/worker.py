@@ -101,7 +101,7 @@ async def run_worker(
     sink = build_sink(settings, mapping, faults)
     pool = settings.receive_concurrency + 2 * settings.effective_load_concurrency + 4
     async with sqs_client(
-        settings.aws_region, settings.sqs_endpoint_url, pool, credentials
+        settings.aws_region, settings.sqs_endpoint_url, pool, credentials, settings.sqs_client
     ) as client:
         source = SqsQueue(client, settings.queue_url)
         try:

@@ -45,7 +45,7 @@ class MemoryQueue:
         self._count("receive")
         await asyncio.sleep(0)
         now = self.clock()
-        out = []
+        out: list[ReceivedMessage] = []
         for stored in self._messages.values():
             if len(out) == max_messages:
                 break
@@ -53,8 +53,15 @@ class MemoryQueue:
                 stored.receive_count += 1
                 stored.visible_at = now + visibility_timeout
                 stored.handle = f"{stored.message_id}#{stored.receive_count}"
-                out.append(ReceivedMessage(stored.message_id, stored.handle, stored.body,
-                                           stored.receive_count, stored.sent_ms))
+                out.append(
+                    ReceivedMessage(
+                        stored.message_id,
+                        stored.handle,
+                        stored.body,
+                        stored.receive_count,
+                        stored.sent_ms,
+                    )
+                )
         if not out and wait_seconds:
             await asyncio.sleep(0.001)
         return out
@@ -65,7 +72,8 @@ class MemoryQueue:
 
     async def delete(self, messages: Sequence[ReceivedMessage]) -> SettleResult:
         self._count("delete")
-        ok, bad = [], []
+        ok: list[ReceivedMessage] = []
+        bad: list[tuple[ReceivedMessage, str]] = []
         for message in messages:
             if self._find(message) is None:
                 bad.append((message, "ReceiptHandleIsInvalid"))
@@ -78,7 +86,8 @@ class MemoryQueue:
         self, messages: Sequence[ReceivedMessage], seconds: int
     ) -> SettleResult:
         self._count("change_visibility")
-        ok, bad = [], []
+        ok: list[ReceivedMessage] = []
+        bad: list[tuple[ReceivedMessage, str]] = []
         for message in messages:
             stored = self._find(message)
             if stored is None:

@@ -11,14 +11,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sluice.config import SqsClientKind
 from sluice.errors import PermanentError, SluiceError, TransientError
 from sluice.model import DeadLetter, ReceivedMessage, SettleResult
 from sluice.policies import ExponentialBackoff
 from sluice.sources.base import QueueDepth
+from sluice.sources.sqs_wire import (
+    CredentialSource,
+    WireSqsClient,
+    chain_credentials,
+    default_endpoint,
+    static_credentials,
+)
 
 BATCH_LIMIT = 10  # SQS batch APIs take at most ten entries
 SEND_BATCH_BYTES = 1024 * 1024  # and at most 1 MiB of payload per SendMessageBatch
@@ -69,23 +78,51 @@ def client_config(pool: int) -> AioConfig:
 
 @asynccontextmanager
 async def sqs_client(
-    region: str, endpoint_url: str | None, pool: int, credentials: dict[str, str] | None = None
+    region: str,
+    endpoint_url: str | None,
+    pool: int,
+    credentials: dict[str, str] | None = None,
+    kind: SqsClientKind = SqsClientKind.WIRE,
 ) -> AsyncIterator[Any]:
-    session = get_session()
-    async with session.create_client(
-        "sqs",
-        region_name=region,
-        endpoint_url=endpoint_url,
-        config=client_config(pool),
-        **(credentials or {}),
-    ) as client:
+    """An SQS client: the lean wire client (default) or aiobotocore's, same call shapes."""
+    if kind is SqsClientKind.BOTOCORE:
+        session = get_session()
+        async with session.create_client(
+            "sqs",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=client_config(pool),
+            **(credentials or {}),
+        ) as client:
+            yield client
+        return
+    source = (
+        static_credentials(
+            credentials["aws_access_key_id"],
+            credentials["aws_secret_access_key"],
+            credentials.get("aws_session_token"),
+        )
+        if credentials
+        else await _chain_credentials()
+    )
+    client = WireSqsClient(endpoint_url or default_endpoint(region), region, source, pool=pool)
+    try:
         yield client
+    finally:
+        await client.close()
+
+
+async def _chain_credentials() -> CredentialSource:
+    try:
+        return await chain_credentials()
+    except ClientError as exc:
+        raise PermanentError(f"SQS credentials: {exc}") from exc
 
 
 async def call(client_call: Callable[..., Awaitable[Any]], action: str, **kwargs: Any) -> Any:
     try:
         return await client_call(**kwargs)
-    except (TimeoutError, ClientError, BotoCoreError, OSError) as exc:
+    except (TimeoutError, ClientError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
         raise translate(exc, action) from exc
 
 

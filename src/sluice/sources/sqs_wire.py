@@ -1,0 +1,151 @@
+"""A lean SQS client for the hot path: the JSON protocol over aiohttp, signed with SigV4.
+
+Why: aiobotocore spends ~1.3 ms of CPU per ReceiveMessage call here (request building,
+validation, user-agent rebuilding, signing, hooks, parsing), which caps one process near
+3,700 msg/s before any real work. This client spends a fraction of that on the same wire
+format, so one process can keep a warehouse busy. Credentials still come from aiobotocore's
+chain (environment, profile, ECS/EKS roles, instance metadata) and refresh as there.
+
+It answers the same method names with the same shapes as the botocore client
+(``await client.receive_message(QueueUrl=...)``) and raises botocore's ``ClientError`` for
+service errors, so ``sources.sqs.translate`` classifies both the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from botocore.exceptions import ClientError
+
+from sluice.sources.sigv4 import Credentials, sign_post
+
+CredentialSource = Callable[[], Awaitable[Credentials]]
+_CONTENT_TYPE = "application/x-amz-json-1.0"
+
+
+def _action(method_name: str) -> str:
+    return "".join(part.capitalize() for part in method_name.split("_"))
+
+
+def default_endpoint(region: str) -> str:
+    return f"https://sqs.{region}.amazonaws.com"
+
+
+class WireSqsClient:
+    """``await client.<snake_case_action>(**params)`` -> the parsed JSON response."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        region: str,
+        credentials: CredentialSource,
+        *,
+        pool: int,
+        read_timeout: float = 40.0,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        self._url = endpoint.rstrip("/") + "/"
+        self._host = parts.netloc
+        self._path = parts.path.rstrip("/") + "/" if parts.path else "/"
+        self._region = region
+        self._credentials = credentials
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=pool, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=read_timeout),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        action = _action(name)
+
+        async def invoke(**params: Any) -> dict[str, Any]:
+            return await self.request(action, params)
+
+        return invoke
+
+    async def request(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        body = orjson.dumps(params)
+        headers = {"content-type": _CONTENT_TYPE, "x-amz-target": f"AmazonSQS.{action}"}
+        headers |= sign_post(
+            host=self._host,
+            path=self._path,
+            headers=headers,
+            body=body,
+            credentials=await self._credentials(),
+            region=self._region,
+            service="sqs",
+            now=datetime.now(UTC),
+        )
+        headers["user-agent"] = "sluice"
+        async with self._session.post(self._url, data=body, headers=headers) as response:
+            payload = await response.read()
+            status = response.status
+            query_error = response.headers.get("x-amzn-query-error", "")
+        if status == 200:
+            return dict(orjson.loads(payload)) if payload else {}
+        raise _client_error(action, status, payload, query_error)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def _client_error(action: str, status: int, payload: bytes, query_error: str) -> ClientError:
+    try:
+        data = orjson.loads(payload) if payload else {}
+    except orjson.JSONDecodeError:
+        data = {"message": payload[:200].decode(errors="replace")}
+    code = str(data.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP{status}"
+    if query_error:
+        code = query_error.split(";", 1)[0] or code
+    message = str(data.get("message") or data.get("Message") or "")
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        action,
+    )
+
+
+def static_credentials(
+    access_key: str, secret_key: str, token: str | None = None
+) -> CredentialSource:
+    frozen = Credentials(access_key, secret_key, token)
+
+    async def get() -> Credentials:
+        return frozen
+
+    return get
+
+
+async def chain_credentials() -> CredentialSource:
+    """AWS's default credential chain through aiobotocore, refreshed when it expires."""
+    from aiobotocore.session import get_session
+
+    resolved = await get_session().get_credentials()
+    if resolved is None:
+        raise ClientError(
+            {
+                "Error": {
+                    "Code": "NoCredentials",
+                    "Message": "no AWS credentials found (environment, profile, role)",
+                }
+            },
+            "ResolveCredentials",
+        )
+    lock = asyncio.Lock()
+
+    async def get() -> Credentials:
+        async with lock:
+            frozen = await resolved.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    return get
