@@ -38,9 +38,18 @@ def _pg_counts(dsn: str, table: str) -> Counter[str]:
     return Counter({str(k): int(n) for k, n in rows})
 
 
-@pytest.mark.parametrize("sink", ["postgres", "duckdb"])
+@pytest.mark.parametrize(
+    ("sink", "client"),
+    [("postgres", "wire"), ("duckdb", "wire"), ("postgres", "botocore")],
+)
 def test_every_valid_message_loaded_once_and_malformed_dead_lettered(
-    emulator: Emulator, pg_dsn: str, table_name: str, duckdb_path: str, tmp_path: Path, sink: str
+    emulator: Emulator,
+    pg_dsn: str,
+    table_name: str,
+    duckdb_path: str,
+    tmp_path: Path,
+    sink: str,
+    client: str,
 ) -> None:
     plan = list(synthetic_stream(3000, malformed_ratio=0.03, duplicate_ratio=0.05, seed=11))
     queues = sqs.make_queues(emulator.endpoint)

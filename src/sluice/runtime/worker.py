@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -47,20 +47,23 @@ def build_sink(settings: Settings, mapping: TableMapping, faults: FaultHook | No
     return DuckDBSink(settings.duckdb_path, mapping, faults=faults)
 
 
-async def open_sink(sink: Sink, log: structlog.typing.FilteringBoundLogger) -> None:
-    """Wait for the warehouse with backoff (it may start after us), then check the table."""
+async def when_reachable(
+    what: str,
+    attempt_once: Callable[[], Awaitable[object]],
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Retry a start-up call with backoff: SQS or the warehouse may come up after us."""
     backoff = ExponentialBackoff(base=0.5, cap=10.0)
     for attempt in range(STARTUP_ATTEMPTS):
         try:
-            await sink.open()
-            break
+            await attempt_once()
+            return
         except TransientError as exc:
             if attempt == STARTUP_ATTEMPTS - 1:
                 raise
             delay = backoff.delay(attempt)
-            log.warning("warehouse_unavailable", error=str(exc), retry_in=round(delay, 2))
+            log.warning(f"{what}_unavailable", error=str(exc), retry_in=round(delay, 2))
             await asyncio.sleep(delay)
-    await sink.check_schema()
 
 
 def install_signal_handlers(
@@ -105,7 +108,7 @@ async def run_worker(
     ) as client:
         source = SqsQueue(client, settings.queue_url)
         try:
-            await source.depth()
+            await when_reachable("queue", source.depth, log)
         except PermanentError as exc:
             raise ConfigError(f"SQS_QUEUE_URL={settings.queue_url} is not usable: {exc}") from exc
         dlq = (
@@ -114,7 +117,8 @@ async def run_worker(
             else None
         )
         try:
-            await open_sink(sink, log)
+            await when_reachable("warehouse", sink.open, log)
+            await sink.check_schema()
             pipeline = Pipeline(
                 source,
                 sink,
