@@ -112,13 +112,13 @@ class _Spec:
         return "--" + self.name.replace("_", "-")
 
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
 def validate_identifier(value: str, *, qualified: bool = False) -> str:
     """Accept ``name`` (or ``schema.name`` when qualified) made of safe identifier parts."""
     parts = value.split(".") if qualified else [value]
-    if len(parts) > 2 or not all(_IDENT.match(p) for p in parts):
+    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
         shape = "[schema.]name" if qualified else "name"
         raise ValueError(
             f"must be an identifier {shape} of letters, digits and underscores "

@@ -19,12 +19,14 @@ import structlog
 from sluice.batching import Batch, FlushPolicy
 from sluice.config import FaultPoint, Settings
 from sluice.decode import decode_message
-from sluice.errors import FailureReason, PermanentError, SluiceError, TransientError
+from sluice.errors import FailureReason, SluiceError, TransientError
+from sluice.loading import Loader
 from sluice.mapping import TableMapping
-from sluice.model import DeadLetter, LoadResult, MappedRow, ReceivedMessage, StopReason
+from sluice.model import DeadLetter, ReceivedMessage, StopReason
 from sluice.observe.stats import StatsLine, WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff
-from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, Sink
+from sluice.settle import Settler
+from sluice.sinks.base import FaultHook, NoFaults, Sink
 from sluice.sources.base import DeadLetterTarget, Source
 
 DRAIN_POLL_WAIT = 1  # seconds a long poll waits in drain mode, so an empty queue ends fast
@@ -107,6 +109,16 @@ class Pipeline:
         self._loads: set[asyncio.Task[None]] = set()
         self._empty_streak = 0
         self.stats = StatsLine(options.worker_id, clock, clock())
+        self.loader = Loader(
+            sink,
+            breaker=self.breaker,
+            backoff=options.backoff,
+            counters=self.counters,
+            log=self.log,
+            on_circuit_change=self._notify_gate,
+            clock=clock,
+        )
+        self.settler = Settler(source, dead_letters, self.counters, self.faults, self.log)
 
     @property
     def held(self) -> int:
@@ -256,7 +268,7 @@ class Pipeline:
             dead = list(batch.dead_letters)
             if batch.rows:
                 rows = list(batch.rows.values())
-                result, rejected = await self._load_isolating(rows)
+                result, rejected = await self.loader.load(rows)
                 self.faults.hit(FaultPoint.AFTER_COMMIT)
                 rejected_keys = {letter.message.receipt_handle for letter in rejected}
                 rejected_rows = {
@@ -281,8 +293,8 @@ class Pipeline:
                 self.counters.inserted += result.inserted
                 self.counters.duplicates_in_target += result.already_present
                 self.counters.batches += 1
-            to_delete.extend(await self._dead_letter(dead))
-            await self._delete(to_delete)
+            to_delete.extend(await self.settler.dead_letter(dead))
+            await self.settler.delete(to_delete)
             for message in batch.messages:
                 self._held.pop(message.receipt_handle, None)
             if self.on_progress is not None:
@@ -296,119 +308,6 @@ class Pipeline:
         finally:
             self._load_slots.release()
             await self._notify_gate()
-
-    async def _load_isolating(
-        self, rows: Sequence[MappedRow]
-    ) -> tuple[LoadResult, list[DeadLetter]]:
-        """Load ``rows``; if the warehouse refuses their data, split to find the culprits."""
-        try:
-            return await self._load_retrying(rows), []
-        except RowsRejectedError as exc:
-            if len(rows) == 1:
-                self.log.warning(
-                    "row_rejected", message_id=rows[0].message.message_id, error=str(exc)
-                )
-                letter = DeadLetter(rows[0].message, FailureReason.REJECTED_BY_WAREHOUSE, str(exc))
-                return LoadResult(0, 0), [letter]
-        middle = len(rows) // 2
-        first, first_dead = await self._load_isolating(rows[:middle])
-        second, second_dead = await self._load_isolating(rows[middle:])
-        merged = LoadResult(
-            first.inserted + second.inserted, first.already_present + second.already_present
-        )
-        return merged, first_dead + second_dead
-
-    async def _load_retrying(self, rows: Sequence[MappedRow]) -> LoadResult:
-        """Retry until the warehouse takes the load; receiving pauses meanwhile."""
-        attempt = 0
-        while True:
-            if attempt:
-                self.breaker.record_attempt()
-            started = self.clock()
-            try:
-                result = await self.sink.load(rows)
-            except RowsRejectedError:
-                self.breaker.record_success()  # the warehouse answered; the data is at fault
-                raise
-            except (TransientError, PermanentError) as exc:
-                self.counters.load_failures += 1
-                self.breaker.record_failure()
-                delay = self.options.backoff.delay(attempt)
-                attempt += 1
-                self.log.error(
-                    "load_failed",
-                    rows=len(rows),
-                    error=str(exc),
-                    kind=type(exc).__name__,
-                    retry_in=round(delay, 2),
-                    circuit=self.breaker.state.value,
-                )
-                await self._notify_gate()
-                await asyncio.sleep(delay)
-                continue
-            if attempt:
-                self.log.info("load_recovered", attempts=attempt + 1)
-            self.breaker.record_success()
-            await self._notify_gate()
-            self.log.debug(
-                "loaded",
-                rows=len(rows),
-                inserted=result.inserted,
-                seconds=round(self.clock() - started, 4),
-            )
-            return result
-
-    # -- settling -----------------------------------------------------------------------
-
-    async def _dead_letter(self, letters: Sequence[DeadLetter]) -> list[ReceivedMessage]:
-        """Send permanent failures to the DLQ; return the messages now safe to delete."""
-        if not letters:
-            return []
-        for letter in letters:
-            self.log.info(
-                "dead_letter",
-                message_id=letter.message.message_id,
-                reason=letter.reason.value,
-                detail=letter.detail,
-            )
-        if self.dead_letters is None:
-            # No DLQ configured: the queue's redrive policy moves it after maxReceiveCount.
-            for letter in letters:
-                self.counters.left_to_redrive[letter.reason] += 1
-            return []
-        reasons = {letter.message.receipt_handle: letter.reason for letter in letters}
-        try:
-            result = await self.dead_letters.send(letters)
-        except SluiceError as exc:
-            self.log.warning("dead_letter_send_failed", messages=len(letters), error=str(exc))
-            return []
-        for message in result.succeeded:
-            self.counters.dead_lettered[reasons[message.receipt_handle]] += 1
-        for message, why in result.failed:
-            self.counters.left_to_redrive[reasons[message.receipt_handle]] += 1
-            self.log.warning("dead_letter_send_failed", message_id=message.message_id, error=why)
-        return list(result.succeeded)
-
-    async def _delete(self, messages: Sequence[ReceivedMessage]) -> None:
-        if not messages:
-            return
-        # Two calls so a test can crash between them (FaultPoint.MID_DELETE).
-        head, tail = messages[:10], messages[10:]
-        for part in (head, tail):
-            if not part:
-                continue
-            try:
-                result = await self.source.delete(part)
-            except SluiceError as exc:
-                self.counters.delete_failures += len(part)
-                self.log.warning("delete_failed", messages=len(part), error=str(exc))
-            else:
-                self.counters.deleted += len(result.succeeded)
-                self.counters.delete_failures += len(result.failed)
-                for message, why in result.failed:
-                    self.log.warning("delete_failed", message_id=message.message_id, error=why)
-            if part is head:
-                self.faults.hit(FaultPoint.MID_DELETE)
 
     # -- background duties --------------------------------------------------------------
 

@@ -1,0 +1,82 @@
+"""Settling a loaded batch: dead letters to the DLQ, then DeleteMessageBatch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+
+from sluice.config import FaultPoint
+from sluice.errors import SluiceError
+from sluice.model import DeadLetter, ReceivedMessage
+from sluice.observe.stats import WorkerCounters
+from sluice.sinks.base import FaultHook
+from sluice.sources.base import DeadLetterTarget, Source
+
+
+class Settler:
+    """Deletes what is safe to delete; sends permanent failures to the DLQ first."""
+
+    def __init__(
+        self,
+        source: Source,
+        dead_letters: DeadLetterTarget | None,
+        counters: WorkerCounters,
+        faults: FaultHook,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self.source = source
+        self.dead_letters = dead_letters
+        self.counters = counters
+        self.faults = faults
+        self.log = log
+
+    async def dead_letter(self, letters: Sequence[DeadLetter]) -> list[ReceivedMessage]:
+        """Send permanent failures to the DLQ; return the messages now safe to delete."""
+        if not letters:
+            return []
+        for letter in letters:
+            self.log.info(
+                "dead_letter",
+                message_id=letter.message.message_id,
+                reason=letter.reason.value,
+                detail=letter.detail,
+            )
+        if self.dead_letters is None:
+            # No DLQ configured: the queue's redrive policy moves it after maxReceiveCount.
+            for letter in letters:
+                self.counters.left_to_redrive[letter.reason] += 1
+            return []
+        reasons = {letter.message.receipt_handle: letter.reason for letter in letters}
+        try:
+            result = await self.dead_letters.send(letters)
+        except SluiceError as exc:
+            self.log.warning("dead_letter_send_failed", messages=len(letters), error=str(exc))
+            return []
+        for message in result.succeeded:
+            self.counters.dead_lettered[reasons[message.receipt_handle]] += 1
+        for message, why in result.failed:
+            self.counters.left_to_redrive[reasons[message.receipt_handle]] += 1
+            self.log.warning("dead_letter_send_failed", message_id=message.message_id, error=why)
+        return list(result.succeeded)
+
+    async def delete(self, messages: Sequence[ReceivedMessage]) -> None:
+        if not messages:
+            return
+        # Two calls so a test can crash between them (FaultPoint.MID_DELETE).
+        head, tail = messages[:10], messages[10:]
+        for part in (head, tail):
+            if not part:
+                continue
+            try:
+                result = await self.source.delete(part)
+            except SluiceError as exc:
+                self.counters.delete_failures += len(part)
+                self.log.warning("delete_failed", messages=len(part), error=str(exc))
+            else:
+                self.counters.deleted += len(result.succeeded)
+                self.counters.delete_failures += len(result.failed)
+                for message, why in result.failed:
+                    self.log.warning("delete_failed", message_id=message.message_id, error=why)
+            if part is head:
+                self.faults.hit(FaultPoint.MID_DELETE)
