@@ -326,16 +326,20 @@ def _check_together(s: Settings) -> None:
         )
 
 
+_PASSWORD_VALUE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
 def mask_secret_url(value: str) -> str:
-    """Hide the password in a URL or libpq string, keep the rest readable."""
-    if "://" in value:
-        parts = urlsplit(value)
-        if parts.password:
-            host = parts.hostname or ""
-            netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-            return urlunsplit(parts._replace(netloc=netloc))
-        return value
-    return re.sub(r"(password\s*=\s*)(\S+)", r"\1***", value)
+    """Hide the password in a URL (user info or query) or a libpq key=value string."""
+    masked = _PASSWORD_VALUE.sub(r"\1***", value)  # key=value and ?password=... forms
+    if "://" not in masked:
+        return masked
+    parts = urlsplit(masked)
+    if not parts.password:
+        return masked
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

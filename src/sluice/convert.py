@@ -146,7 +146,12 @@ def to_timestamp(value: object, column: str) -> object:
         except ValueError:
             raise _wrong(column, "a timestamp like 2024-05-01 12:34:56.789", value) from None
         if stamp.tzinfo is not None:
-            stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+            try:
+                stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+            except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1
+                raise MessageError(
+                    FailureReason.OUT_OF_RANGE, f"{column}: {value!r} is outside years 1-9999"
+                ) from None
         return stamp
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > _EPOCH_MS_THRESHOLD else value

@@ -72,7 +72,9 @@ class TableMapping:
         names = [c.name for c in self.load_columns]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ConfigError(f"mapping: column(s) {', '.join(duplicates)} defined twice")
+            raise ConfigError(
+                f"mapping for {self.table}: column(s) {', '.join(duplicates)} defined twice"
+            )
         plan = tuple(
             _Step(
                 c.name,
@@ -92,9 +94,11 @@ class TableMapping:
         return self.columns + SYSTEM_COLUMNS
 
     def with_table(self, table: str) -> TableMapping:
-        return TableMapping(
-            validate_identifier(table, qualified=True), self.columns, self.dedupe_paths
-        )
+        try:
+            validate_identifier(table, qualified=True)
+        except ValueError as exc:
+            raise ConfigError(f"table name {table!r} {exc}") from None
+        return TableMapping(table, self.columns, self.dedupe_paths)
 
     def map_event(
         self, event: Mapping[str, object], raw_text: str, message: ReceivedMessage

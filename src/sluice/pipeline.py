@@ -108,6 +108,7 @@ class Pipeline:
         self._load_slots = asyncio.Semaphore(options.load_concurrency)
         self._loads: set[asyncio.Task[None]] = set()
         self._empty_streak = 0
+        self._polls_in_flight = 0
         self.stats = StatsLine(options.worker_id, clock, clock())
         self.loader = Loader(
             sink,
@@ -165,8 +166,16 @@ class Pipeline:
         helpers[0].cancel()
         await asyncio.gather(helpers[0], return_exceptions=True)
         if self._batch.messages:
-            await self._load_slots.acquire()
-            self._start_processing(self._take_batch())
+            # A retrying load may hold every slot (warehouse down): wait no longer than the
+            # grace allows; an unflushed batch is released below like anything else held.
+            try:
+                await asyncio.wait_for(
+                    self._load_slots.acquire(), max(0.0, deadline - margin - self.clock())
+                )
+            except TimeoutError:
+                self.log.warning("final_flush_skipped", messages=len(self._batch.messages))
+            else:
+                self._start_processing(self._take_batch())
         if self._loads:
             _, pending = await asyncio.wait(
                 self._loads, timeout=max(0.0, deadline - margin - self.clock())
@@ -195,8 +204,16 @@ class Pipeline:
     # -- receiving ----------------------------------------------------------------------
 
     def _may_receive(self) -> bool:
-        room = self.held + self.options.max_messages <= self.options.max_held
-        return room and self.breaker.allows_receiving
+        """Room for one more poll's worth, counting polls already in flight, and a batch
+        that is not already full (the flusher or a load slot is behind), and a closed circuit.
+        """
+        opts = self.options
+        reserved = (self._polls_in_flight + 1) * opts.max_messages
+        return (
+            self.held + reserved <= opts.max_held
+            and len(self._batch.messages) < opts.flush.max_rows
+            and self.breaker.allows_receiving
+        )
 
     async def _notify_gate(self) -> None:
         async with self._gate:
@@ -208,6 +225,7 @@ class Pipeline:
         while True:
             async with self._gate:
                 await self._gate.wait_for(self._may_receive)
+                self._polls_in_flight += 1  # reserved under the lock, with the check
             try:
                 messages = await self.source.receive(
                     opts.max_messages, opts.wait_time_seconds, opts.visibility_timeout
@@ -219,6 +237,8 @@ class Pipeline:
                 self.log.warning("receive_failed", error=str(exc), retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._polls_in_flight -= 1
             attempt = 0
             if not messages:
                 self.counters.empty_receives += 1
@@ -255,6 +275,7 @@ class Pipeline:
                 continue
             await self._load_slots.acquire()
             self._start_processing(self._take_batch())
+            await self._notify_gate()  # receivers paused on a full batch may go on
 
     def _start_processing(self, batch: Batch) -> None:
         """Settle ``batch`` in the background; the caller holds one load slot for it."""
@@ -265,6 +286,7 @@ class Pipeline:
     async def _process(self, batch: Batch) -> None:
         try:
             to_delete = [item.message for item in batch.ignored]
+            self.counters.ignored += len(batch.ignored)
             dead = list(batch.dead_letters)
             if batch.rows:
                 rows = list(batch.rows.values())
