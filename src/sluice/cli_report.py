@@ -65,6 +65,7 @@ def print_report(out: Console, r: DemoReport) -> None:
         f"wall time {r.drain_seconds:.1f} s (one worker process)"
     )
     out.print(f"database: {r.database}")
+    out.print(f"total-queue check: {r.check.summary()}")
     if r.problems:
         out.print("[bold red]DOES NOT RECONCILE[/]")
         for problem in r.problems:

@@ -17,8 +17,9 @@ from typing import Any
 import duckdb
 import orjson
 
+from sluice.checker import CheckReport, Sent, check, key_function
 from sluice.config import Settings, load_settings
-from sluice.dlq import reason_counts
+from sluice.dlq import peek, release
 from sluice.errors import FailureReason
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.mapping import load_mapping
@@ -58,6 +59,7 @@ class DemoReport:
     dead_letters_counted: Counter[str]
     dead_letters_in_dlq: Counter[str]
     left_in_queue: int
+    check: CheckReport
     send_seconds: float
     drain_seconds: float
     database: str
@@ -83,6 +85,8 @@ class DemoReport:
             )
         if self.left_in_queue:
             found.append(f"{self.left_in_queue} message(s) still in the queue")
+        if not self.check.ok:
+            found.append(f"total-queue check: {self.check.summary()}")
         return found
 
 
@@ -153,20 +157,34 @@ async def run_demo(
             on_progress=on_progress,
             handle_signals=False,
         )
-        in_dlq = await reason_counts(client, dlq_url, limit=messages)
+        dead, _ = await peek(client, dlq_url, limit=messages)
+        await release(client, dlq_url, dead)
         left = (await SqsQueue(client, queue_url).depth()).total
     with duckdb.connect(str(database), read_only=True) as con:
-        row = con.execute(f"SELECT count(*) FROM {quote_table(settings.table_name)}").fetchone()
+        keyed = con.execute(
+            f"SELECT dedupe_key, count(*) FROM {quote_table(settings.table_name)} GROUP BY 1"
+        ).fetchall()
+    rows = {str(key): int(n) for key, n in keyed}
+    mapping = load_mapping(None, settings.table_name)
+    report = check(
+        (Sent(m.body, m.valid) for m in plan),
+        rows,
+        (d.message.body for d in dead),
+        left,
+        key_function(mapping),
+        min_messages=min(1000, messages // 2),
+    )
     counted = Counter({r.value: n for r, n in summary.counters.dead_lettered.items()})
     counted.update({r.value: n for r, n in summary.counters.left_to_redrive.items()})
     return DemoReport(
         sent=len(plan),
         expected=Expected.of(plan),
-        rows_in_table=int(row[0]) if row else 0,
+        rows_in_table=sum(rows.values()),
         duplicates_absorbed=summary.counters.duplicates,
         dead_letters_counted=counted,
-        dead_letters_in_dlq=in_dlq,
+        dead_letters_in_dlq=Counter(d.reason for d in dead),
         left_in_queue=left,
+        check=report,
         send_seconds=send_seconds,
         drain_seconds=summary.seconds,
         database=str(database),
