@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -51,19 +52,41 @@ async def when_reachable(
     what: str,
     attempt_once: Callable[[], Awaitable[object]],
     log: structlog.typing.FilteringBoundLogger,
-) -> None:
-    """Retry a start-up call with backoff: SQS or the warehouse may come up after us."""
+    stop: asyncio.Event,
+) -> bool:
+    """Retry a start-up call with backoff: SQS or the warehouse may come up after us.
+
+    True once it answers; False if a stop signal came first (a worker waiting on an outage
+    must still stop within its grace). The last TransientError is raised when tries run out.
+    """
     backoff = ExponentialBackoff(base=0.5, cap=10.0)
     for attempt in range(STARTUP_ATTEMPTS):
         try:
-            await attempt_once()
-            return
+            return await _unless_stopped(attempt_once(), stop)
         except TransientError as exc:
             if attempt == STARTUP_ATTEMPTS - 1:
                 raise
             delay = backoff.delay(attempt)
             log.warning(f"{what}_unavailable", error=str(exc), retry_in=round(delay, 2))
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
+    return False
+
+
+async def _unless_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then cancel it and return False)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        task.result()  # raises what the attempt raised
+        return True
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return False
 
 
 def install_signal_handlers(
@@ -108,7 +131,7 @@ async def run_worker(
     ) as client:
         source = SqsQueue(client, settings.queue_url)
         try:
-            await when_reachable("queue", source.depth, log)
+            reachable = await when_reachable("queue", source.depth, log, stop)
         except PermanentError as exc:
             raise ConfigError(f"SQS_QUEUE_URL={settings.queue_url} is not usable: {exc}") from exc
         dlq = (
@@ -117,7 +140,11 @@ async def run_worker(
             else None
         )
         try:
-            await when_reachable("warehouse", sink.open, log)
+            if not (reachable and await when_reachable("warehouse", sink.open, log, stop)):
+                log.info("stopped", reason=StopReason.SIGNALLED.value, during="start-up")
+                return RunSummary(
+                    StopReason.SIGNALLED, WorkerCounters(), time.monotonic() - started
+                )
             await sink.check_schema()
             pipeline = Pipeline(
                 source,
