@@ -71,15 +71,36 @@ async def bare_drain(endpoint: str, url: str, concurrency: int) -> None:
         await asyncio.gather(*(loop() for _ in range(concurrency)))
 
 
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM: the peak RSS of the program now running in ``pid`` (0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, int]:
-    """Run a child; return (wall s, CPU s, peak RSS KiB, exit code)."""
+    """Run a child; return (wall s, CPU s, peak RSS KiB, exit code).
+
+    Peak RSS is read from /proc while the child runs: rusage's ru_maxrss would also count
+    the pages of this (large) parent that the child shared between fork and exec.
+    """
     started = time.monotonic()
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, peak_rss_kib(process.pid))
+        time.sleep(0.02)
+    process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - started
-    if process.stderr is not None:
-        process.stderr.close()
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, peak, process.returncode
 
 
 def main() -> None:

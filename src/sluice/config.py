@@ -74,7 +74,7 @@ class Settings:
     sqs_client: SqsClientKind = SqsClientKind.WIRE
     mapping_file: str | None = None
     receive_concurrency: int = 8
-    max_held_messages: int = 20_000
+    max_held_messages: int = 10_000
     batch_max_rows: int = 5_000
     batch_max_bytes: int = 16 * 1024 * 1024
     batch_max_age: float = 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,4 +83,15 @@ class StatsLine:
             "duplicatesAbsorbed": counters.duplicates,
             "deadLettered": {r.value: n for r, n in counters.dead_lettered.items()},
             "messagesHeld": held,
+            "rssMB": resident_megabytes(),
         }
+
+
+def resident_megabytes() -> float | None:
+    """Current resident set size, from /proc (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 1e6, 1)

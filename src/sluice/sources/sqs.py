@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.config import SqsClientKind
@@ -67,7 +65,9 @@ def translate(exc: Exception, action: str) -> SluiceError:
     return TransientError(f"SQS {action} failed: {type(exc).__name__}: {exc}")
 
 
-def client_config(pool: int) -> AioConfig:
+def client_config(pool: int) -> Any:
+    from aiobotocore.config import AioConfig
+
     return AioConfig(
         max_pool_connections=pool,
         retries={"mode": "standard", "max_attempts": 3},
@@ -86,6 +86,8 @@ async def sqs_client(
 ) -> AsyncIterator[Any]:
     """An SQS client: the lean wire client (default) or aiobotocore's, same call shapes."""
     if kind is SqsClientKind.BOTOCORE:
+        from aiobotocore.session import get_session  # ~35 MB: only when asked for
+
         session = get_session()
         async with session.create_client(
             "sqs",
