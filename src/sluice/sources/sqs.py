@@ -250,11 +250,17 @@ class SqsQueue:
             ],
         )
         attrs = response.get("Attributes", {})
-        return QueueDepth(
-            visible=int(attrs.get("ApproximateNumberOfMessages", 0)),
-            in_flight=int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
-            delayed=int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
-        )
+        try:
+            return QueueDepth(
+                visible=int(attrs["ApproximateNumberOfMessages"]),
+                in_flight=int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+                delayed=int(attrs["ApproximateNumberOfMessagesDelayed"]),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            # Never read a malformed answer as "empty": drain mode would stop early.
+            raise TransientError(
+                f"SQS GetQueueAttributes answered without counts: {attrs}"
+            ) from exc
 
 
 def _to_message(raw: dict[str, Any]) -> ReceivedMessage:
