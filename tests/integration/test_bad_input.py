@@ -21,7 +21,7 @@ from sluice.mapping import load_mapping
 from sluice.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import dlq_entries
-from tests.support.worker import start_worker, worker_env
+from tests.support.worker import init_db, start_worker, worker_env
 
 GOOD = {
     "appsflyer_id": "1700000000000-1",
@@ -153,13 +153,7 @@ def test_bad_input_corpus(emulator: Emulator, pg_dsn: str, table_name: str, tmp_
         table=table_name,
         database_url=pg_dsn,
     )
-    subprocess.run(
-        [sys.executable, "-m", "sluice", "init-db"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    init_db(env)
     worker = start_worker(env, tmp_path / "worker.log", "--drain")
     assert worker.wait(timeout=120) == 0, worker.log[-3000:]
 

@@ -13,23 +13,7 @@ from sluice.local.emulator import Emulator
 from sluice.mapping import load_mapping
 from sluice.synth import synthetic_stream
 from tests.support import sqs
-from tests.support.worker import start_worker, worker_env
-
-
-def _init_db(env: dict[str, str], log: Path) -> None:
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "sluice", "init-db"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    log.write_text(done.stdout + done.stderr)
+from tests.support.worker import init_db, start_worker, worker_env
 
 
 def _pg_counts(dsn: str, table: str) -> Counter[str]:
@@ -63,7 +47,7 @@ def test_every_valid_message_loaded_once_and_malformed_dead_lettered(
         database_url=pg_dsn,
         duckdb_path=duckdb_path,
     )
-    _init_db(env, tmp_path / "init.log")
+    init_db(env)
 
     worker = start_worker(env, tmp_path / "worker.log", "--drain")
     assert worker.wait(timeout=120) == 0, worker.log[-3000:]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ from tests.support.fault_proxy import (
     final_stats,
     log_events,
 )
-from tests.support.worker import start_worker, worker_env
+from tests.support.worker import init_db, start_worker, worker_env
 
 # Which hit of each fault point kills the worker: late enough that some work is done first.
 FAULT_AFTER = {
@@ -46,18 +44,6 @@ FAULT_AFTER = {
 
 def _plan(count: int, seed: int) -> list[SyntheticMessage]:
     return list(synthetic_stream(count, malformed_ratio=0.05, duplicate_ratio=0.05, seed=seed))
-
-
-def _init_db(env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sluice", "init-db"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def _message_ids(dsn: str, table: str) -> dict[str, str]:
@@ -86,7 +72,7 @@ def test_sigkill_at_fault_point_then_drain_loads_everything_once(
         table=table_name,
         database_url=pg_dsn,
     )
-    _init_db(env)
+    init_db(env)
 
     faulty = env | {"SLUICE_FAULT_POINT": point, "SLUICE_FAULT_AFTER": FAULT_AFTER[point]}
     crashing = start_worker(faulty, tmp_path / "crash.log")
@@ -130,7 +116,7 @@ def test_same_event_sent_twice_and_again_later_is_one_row(
         table=table_name,
         database_url=pg_dsn,
     )
-    _init_db(env)
+    init_db(env)
 
     # Two sends of each body: two messages (two message ids) carrying the same event.
     sqs.send(emulator.endpoint, queues.url, bodies + bodies)
@@ -173,7 +159,7 @@ def test_failed_delete_entries_are_retried_until_deleted(
             database_url=pg_dsn,
             extra={"SLUICE_SQS_CLIENT": client},
         )
-        _init_db(env)
+        init_db(env)
         worker = start_worker(env, tmp_path / "worker.log", "--drain")
         assert worker.wait(timeout=60) == 0, worker.log[-3000:]
         calls = proxy.calls("DeleteMessageBatch")
@@ -220,7 +206,7 @@ def test_receive_errors_are_retried_with_backoff(
             database_url=pg_dsn,
             extra={"SLUICE_RETRY_MAX_BACKOFF": "2", "SLUICE_SQS_CLIENT": client},
         )
-        _init_db(env)
+        init_db(env)
         proxy.fail_action_for(window, action="ReceiveMessage", kind=kind)  # type: ignore[arg-type]
         worker = start_worker(env, tmp_path / "worker.log", "--drain")
         assert worker.wait(timeout=60) == 0, worker.log[-3000:]

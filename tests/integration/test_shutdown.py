@@ -8,8 +8,6 @@ SLUICE_SHUTDOWN_GRACE=5 and SLUICE_VISIBILITY_TIMEOUT=6.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,25 +26,13 @@ from tests.support.fault_proxy import (
     has_event,
     table_counts,
 )
-from tests.support.worker import Worker, start_worker, wait_for, worker_env
+from tests.support.worker import Worker, init_db, start_worker, wait_for, worker_env
 
 MARGIN = 2.0  # seconds allowed past the grace: interpreter exit, closing connections
 
 
 def _plan(count: int, seed: int) -> list[SyntheticMessage]:
     return list(synthetic_stream(count, malformed_ratio=0.05, duplicate_ratio=0.05, seed=seed))
-
-
-def _init_db(env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sluice", "init-db"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 @contextmanager
@@ -98,7 +84,7 @@ class _Scene:
             extra=extra,
         )
         self.grace = float(self.env["SLUICE_SHUTDOWN_GRACE"])
-        _init_db(self.env)
+        init_db(self.env)
 
     def start(self, log: Path, *args: str) -> Worker:
         worker = start_worker(self.env, log, *args)

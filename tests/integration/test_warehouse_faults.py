@@ -9,8 +9,6 @@ and from the queues.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +25,7 @@ from sluice.synth import SyntheticMessage, synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import FaultProxy, final_stats, has_event, log_events
 from tests.support.tcp_proxy import TcpFaultProxy
-from tests.support.worker import Worker, start_worker, wait_for, worker_env
+from tests.support.worker import Worker, init_db, start_worker, wait_for, worker_env
 
 MIN_THROUGH = 1000  # the checker fails a run that moved fewer messages than this
 
@@ -72,15 +70,7 @@ class _Scene:
             database_url=through_proxy,
             extra=extra,
         )
-        done = subprocess.run(
-            [sys.executable, "-m", "sluice", "init-db"],
-            env=self.env | {"SLUICE_DATABASE_URL": pg_dsn},  # not through the proxy
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        init_db(self.env | {"SLUICE_DATABASE_URL": pg_dsn})  # not through the proxy
 
     def send(self, messages: Sequence[SyntheticMessage]) -> None:
         sqs.send(self.queues.endpoint, self.queues.url, (m.body for m in messages))

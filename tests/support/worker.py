@@ -99,3 +99,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
+
+
+def init_db(env: Mapping[str, str]) -> None:
+    """`sluice init-db` with this environment; fails the test with its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sluice", "init-db"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
