@@ -7,7 +7,17 @@ and on demand:
 - answers some ``DeleteMessageBatch`` entries with ``Failed[]`` (``InternalError``) instead
   of forwarding them, the first time it sees their receipt handle;
 - answers ``ReceiveMessage`` with throttling (HTTP 400, query-compatible error code) or
-  HTTP 500 for a time window that starts at the first receive after it is armed.
+  HTTP 500 for a time window that starts at the first receive after it is armed;
+- answers some ``ChangeMessageVisibilityBatch`` entries (the heartbeat) with ``Failed[]``
+  (``InternalError``), each entry of each call independently (off by default);
+- holds ``ReceiveMessage`` at a gate (``hold_receives``): a poll waits its
+  ``WaitTimeSeconds`` for the gate to open and, if it does not, comes back empty, as a long
+  poll of an empty queue would; once opened (``open_receives``) every waiting poll goes
+  through at the same moment. Open by default.
+
+It also logs, per receipt handle, every ``DeleteMessageBatch`` and
+``ChangeMessageVisibilityBatch`` request that carried it, with its arrival time and what
+the proxy answered, so a test can bound retries and see the backoff between them.
 
 It runs aiohttp in a background thread with its own event loop, on 127.0.0.1.
 """
@@ -47,6 +57,17 @@ _DROP_RESPONSE_HEADERS = {
 ErrorKind = Literal["throttle", "500", "alternate"]
 
 
+_LOGGED_BATCH_ACTIONS = ("DeleteMessageBatch", "ChangeMessageVisibilityBatch")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One batch request as one receipt handle saw it."""
+
+    at: float  # time.monotonic() when the request arrived
+    outcome: str  # "forwarded", "failed_entry" (Failed[] made up) or "<kind>" of an error
+
+
 @dataclass
 class _ErrorWindow:
     action: str
@@ -65,11 +86,16 @@ class FaultProxy:
         upstream: str,
         *,
         fail_new_delete_entries: float = 0.0,
+        fail_visibility_entries: float = 0.0,
         seed: int = 1,
     ) -> None:
         self.upstream = upstream.rstrip("/")
         # Fraction of receipt handles whose first DeleteMessageBatch entry is answered Failed.
         self.fail_new_delete_entries = fail_new_delete_entries
+        # Fraction of ChangeMessageVisibilityBatch entries answered Failed, on every call.
+        self.fail_visibility_entries = fail_visibility_entries
+        self._visibility_rng = random.Random(seed)
+        self._attempts: dict[str, dict[str, list[Attempt]]] = {}
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
@@ -78,6 +104,8 @@ class FaultProxy:
         self._delete_handles: Counter[str] = Counter()
         self._received_ids: Counter[str] = Counter()
         self._window: _ErrorWindow | None = None
+        self._receives_open = threading.Event()
+        self._receives_open.set()
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
@@ -112,12 +140,29 @@ class FaultProxy:
         with self._lock:
             return Counter(self._received_ids)
 
+    def entry_attempts(self, action: str) -> dict[str, list[Attempt]]:
+        """Receipt handle -> each ``action`` request that carried it, in arrival order.
+
+        Kept for DeleteMessageBatch and ChangeMessageVisibilityBatch, injected errors and
+        Failed[] entries included.
+        """
+        with self._lock:
+            return {h: list(a) for h, a in self._attempts.get(action, {}).items()}
+
     def fail_action_for(
         self, seconds: float, *, action: str = "ReceiveMessage", kind: ErrorKind = "throttle"
     ) -> None:
         """Answer ``action`` with errors for ``seconds`` from the next such request on."""
         with self._lock:
             self._window = _ErrorWindow(action, seconds, kind)
+
+    def hold_receives(self) -> None:
+        """Close the receive gate: polls wait at it (and come back empty after their wait)."""
+        self._receives_open.clear()
+
+    def open_receives(self) -> None:
+        """Open the receive gate: every poll waiting at it is forwarded now."""
+        self._receives_open.set()
 
     def heal(self) -> None:
         """Stop injecting errors (Failed[] delete entries are left as configured)."""
@@ -186,6 +231,7 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        arrived = time.monotonic()
         action = request.headers.get("X-Amz-Target", "").rpartition(".")[2] or "unknown"
         with self._lock:
             self._calls[action] += 1
@@ -193,9 +239,19 @@ class FaultProxy:
         try:
             error = self._injected_error(action)
             if error is not None:
+                self._log_attempts(action, body, arrived, error=error)
                 return error
             if action == "DeleteMessageBatch" and self.fail_new_delete_entries > 0:
-                return await self._delete_batch(request, body)
+                return await self._delete_batch(request, body, arrived)
+            if action == "ChangeMessageVisibilityBatch" and self.fail_visibility_entries > 0:
+                return await self._visibility_batch(request, body, arrived)
+            self._log_attempts(action, body, arrived)
+            if action == "ReceiveMessage" and not await self._through_gate(body):
+                return web.json_response(
+                    {},
+                    content_type=JSON_CONTENT_TYPE,
+                    headers={"x-amzn-RequestId": str(uuid.uuid4())},
+                )
             status, headers, payload = await self._forward(request, body)
             if action == "DeleteMessageBatch" and status == 200:
                 self._record_deletes(orjson.loads(body).get("Entries", []))
@@ -220,6 +276,74 @@ class FaultProxy:
                 k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS
             }
             return response.status, out, payload
+
+    async def _through_gate(self, body: bytes) -> bool:
+        """Wait up to the poll's WaitTimeSeconds for the receive gate; True once open."""
+        if self._receives_open.is_set():
+            return True
+        wait = float(orjson.loads(body).get("WaitTimeSeconds", 0) or 0)
+        deadline = time.monotonic() + wait
+        while not self._receives_open.is_set():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def _log_attempts(
+        self,
+        action: str,
+        body: bytes,
+        arrived: float,
+        *,
+        error: web.Response | None = None,
+        failed_ids: frozenset[str] = frozenset(),
+    ) -> None:
+        if action not in _LOGGED_BATCH_ACTIONS:
+            return
+        entries: list[dict[str, str]] = orjson.loads(body).get("Entries", [])
+        kind = None
+        if error is not None:
+            kind = "500" if error.status >= 500 else "throttle"
+        with self._lock:
+            log = self._attempts.setdefault(action, {})
+            for entry in entries:
+                outcome = kind or ("failed_entry" if entry["Id"] in failed_ids else "forwarded")
+                log.setdefault(entry["ReceiptHandle"], []).append(Attempt(arrived, outcome))
+
+    async def _visibility_batch(
+        self, request: web.Request, body: bytes, arrived: float
+    ) -> web.Response:
+        """Forward some entries; answer the others Failed[] (InternalError, retryable)."""
+        parsed: dict[str, Any] = orjson.loads(body)
+        entries: list[dict[str, Any]] = parsed.get("Entries", [])
+        with self._lock:
+            failed = [
+                e for e in entries if self._visibility_rng.random() < self.fail_visibility_entries
+            ]
+            self._injected["visibility_entry_failures"] += len(failed)
+        failed_ids = frozenset(e["Id"] for e in failed)
+        self._log_attempts("ChangeMessageVisibilityBatch", body, arrived, failed_ids=failed_ids)
+        forward = [e for e in entries if e["Id"] not in failed_ids]
+        result: dict[str, Any] = {"Successful": [], "Failed": []}
+        if forward:
+            status, headers, payload = await self._forward(
+                request, orjson.dumps(parsed | {"Entries": forward})
+            )
+            if status != 200:
+                return web.Response(status=status, headers=headers, body=payload)
+            result = orjson.loads(payload)
+            result.setdefault("Successful", [])
+            result.setdefault("Failed", [])
+        result["Failed"] = list(result["Failed"]) + [
+            {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
+            for e in failed
+        ]
+        return web.Response(
+            status=200,
+            body=orjson.dumps(result),
+            content_type=JSON_CONTENT_TYPE,
+            headers={"x-amzn-RequestId": str(uuid.uuid4())},
+        )
 
     def _injected_error(self, action: str) -> web.Response | None:
         with self._lock:
@@ -253,7 +377,9 @@ class FaultProxy:
             headers={"x-amzn-RequestId": request_id},
         )
 
-    async def _delete_batch(self, request: web.Request, body: bytes) -> web.Response:
+    async def _delete_batch(
+        self, request: web.Request, body: bytes, arrived: float | None = None
+    ) -> web.Response:
         parsed: dict[str, Any] = orjson.loads(body)
         entries: list[dict[str, str]] = parsed.get("Entries", [])
         failed: list[dict[str, str]] = []
@@ -267,6 +393,12 @@ class FaultProxy:
                 else:
                     forward.append(entry)
             self._injected["entry_failures"] += len(failed)
+        self._log_attempts(
+            "DeleteMessageBatch",
+            body,
+            time.monotonic() if arrived is None else arrived,
+            failed_ids=frozenset(e["Id"] for e in failed),
+        )
         result: dict[str, Any] = {"Successful": [], "Failed": []}
         if forward:
             status, headers, payload = await self._forward(

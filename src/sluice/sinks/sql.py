@@ -115,12 +115,14 @@ def merge_sql(mapping: TableMapping, staging: str) -> str:
     """Insert staged rows whose key is not in the target yet.
 
     The unique key plus ON CONFLICT DO NOTHING makes concurrent merges of the same key by
-    several workers safe: the second waits for the first and then skips the row.
+    several workers safe: the second waits for the first and then skips the row. Inserting
+    in key order makes every worker take those key locks in the same order, so two merges
+    of overlapping batches queue behind each other instead of deadlocking.
     """
     cols = column_list(mapping)
     return (
         f"INSERT INTO {quote_table(mapping.table)} ({cols}) "
-        f"SELECT {cols} FROM {quote(staging)} "
+        f"SELECT {cols} FROM {quote(staging)} ORDER BY {quote(DEDUPE_KEY)} "
         f"ON CONFLICT ({quote(DEDUPE_KEY)}) DO NOTHING"
     )
 

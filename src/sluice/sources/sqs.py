@@ -29,6 +29,7 @@ from sluice.sources.sqs_wire import (
 
 BATCH_LIMIT = 10  # SQS batch APIs take at most ten entries
 SEND_BATCH_BYTES = 1024 * 1024  # and at most 1 MiB of payload per SendMessageBatch
+ENTRY_RETRIES = 5  # retries of a failed delete / visibility entry before leaving it to SQS
 _THROTTLING = {
     "Throttling",
     "ThrottlingException",
@@ -140,13 +141,15 @@ class SqsQueue:
         client: Any,
         url: str,
         *,
-        entry_retries: int = 3,
+        entry_retries: int = ENTRY_RETRIES,
         backoff: ExponentialBackoff | None = None,
     ) -> None:
         self._client = client
         self.url = url
         self._entry_retries = entry_retries
-        self._backoff = backoff or ExponentialBackoff(base=0.05, cap=2.0)
+        # About 3 s of retries at most: long enough to ride out a short SQS brown-out
+        # without leaving committed messages to reappear, short enough to free the slot.
+        self._backoff = backoff or ExponentialBackoff(base=0.1, cap=2.0)
         self.entry_failures = 0  # Failed[] entries seen, retried or not
 
     async def receive(
