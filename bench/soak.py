@@ -156,6 +156,7 @@ def main() -> None:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL_SQS": emulator.endpoint,
+            "PORT": "0",  # no HTTP endpoints for benchmark workers
             "SQS_QUEUE_URL": url,
             "SLUICE_DLQ_URL": dlq_url,
             "REDSHIFT_TABLE_NAME": table,

@@ -125,6 +125,7 @@ def main() -> None:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL_SQS": emulator.endpoint,
+            "PORT": "0",  # no HTTP endpoints for benchmark workers
         }
 
         url = asyncio.run(fill(emulator.endpoint, n, seed=1))

@@ -82,6 +82,7 @@ class Settings:
     visibility_timeout: int = 120
     shutdown_grace: float = 25.0
     stats_interval: float = 60.0
+    queue_attributes_interval: float = 30.0
     retry_max_backoff: float = 30.0
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "info"
@@ -221,7 +222,7 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("sqs_endpoint_url", "AWS_ENDPOINT_URL_SQS", _url, "SQS endpoint (an emulator)"),
     _Spec("worker_id", "WORKER_ID", _text, "name of this worker in logs and metrics"),
     _Spec("enable_consumer", "ENABLE_SQS_CONSUMER", _bool, "false: run without consuming"),
-    _Spec("port", "PORT", _int(1, 65535), "HTTP port for health and metrics"),
+    _Spec("port", "PORT", _int(0, 65535), "HTTP port for /metrics, /healthz, /readyz (0: off)"),
     _Spec("table_name", "REDSHIFT_TABLE_NAME", _table, "target table, whatever the sink"),
     _Spec("redshift_cluster_identifier", "REDSHIFT_CLUSTER_IDENTIFIER", _text, "Redshift"),
     _Spec("redshift_database", "REDSHIFT_DATABASE", _text, "Redshift database"),
@@ -241,6 +242,12 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("visibility_timeout", "SLUICE_VISIBILITY_TIMEOUT", _int(2, 43_200), "visibility (s)"),
     _Spec("shutdown_grace", "SLUICE_SHUTDOWN_GRACE", _float(0.5, 3600), "stop deadline (s)"),
     _Spec("stats_interval", "SLUICE_STATS_INTERVAL", _float(0.1, 86_400), "stats line (s)"),
+    _Spec(
+        "queue_attributes_interval",
+        "SLUICE_QUEUE_ATTRIBUTES_INTERVAL",
+        _float(1, 3600),
+        "GetQueueAttributes for metrics (s)",
+    ),
     _Spec("retry_max_backoff", "SLUICE_RETRY_MAX_BACKOFF", _float(0.01, 3600), "backoff cap"),
     _Spec("log_format", "SLUICE_LOG_FORMAT", _enum(LogFormat), "auto, json or console"),
     _Spec("log_level", "SLUICE_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "level"),

@@ -134,6 +134,7 @@ async def run_demo(
         "sink": "duckdb",
         "duckdb_path": str(database),
         "worker_id": "demo-1",
+        "port": 0,
         "log_level": "warning",
         "receive_concurrency": 8,
         "batch_max_rows": 5000,

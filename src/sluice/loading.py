@@ -27,6 +27,7 @@ class Loader:
         log: structlog.typing.FilteringBoundLogger,
         on_circuit_change: Callable[[], Awaitable[None]],
         clock: Callable[[], float],
+        on_loaded: Callable[[int, float], None] | None = None,
     ) -> None:
         self.sink = sink
         self.breaker = breaker
@@ -35,6 +36,7 @@ class Loader:
         self.log = log
         self.on_circuit_change = on_circuit_change
         self.clock = clock
+        self.on_loaded = on_loaded
 
     async def load(self, rows: Sequence[MappedRow]) -> tuple[LoadResult, list[DeadLetter]]:
         """Load ``rows``; if the warehouse refuses their data, split to find the culprits."""
@@ -87,10 +89,10 @@ class Loader:
                 self.log.info("load_recovered", attempts=attempt + 1)
             self.breaker.record_success()
             await self.on_circuit_change()
+            seconds = self.clock() - started
             self.log.debug(
-                "loaded",
-                rows=len(rows),
-                inserted=result.inserted,
-                seconds=round(self.clock() - started, 4),
+                "loaded", rows=len(rows), inserted=result.inserted, seconds=round(seconds, 4)
             )
+            if self.on_loaded is not None:
+                self.on_loaded(len(rows), seconds)
             return result

@@ -23,7 +23,7 @@ from sluice.errors import FailureReason, SluiceError, TransientError
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
 from sluice.model import DeadLetter, ReceivedMessage, StopReason
-from sluice.observe.stats import StatsLine, WorkerCounters
+from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff
 from sluice.settle import Settler
 from sluice.sinks.base import FaultHook, NoFaults, Sink
@@ -89,6 +89,7 @@ class Pipeline:
         faults: FaultHook | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[WorkerCounters], None] | None = None,
+        on_loaded: Callable[[int, float], None] | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -118,12 +119,22 @@ class Pipeline:
             log=self.log,
             on_circuit_change=self._notify_gate,
             clock=clock,
+            on_loaded=on_loaded,
         )
         self.settler = Settler(source, dead_letters, self.counters, self.faults, self.log)
 
     @property
     def held(self) -> int:
         return len(self._held)
+
+    def view(self) -> PipelineView:
+        """A snapshot for metrics: counters, held messages, oldest SentTimestamp, circuit."""
+        sent = [
+            h.message.sent_timestamp_ms for h in self._held.values() if h.message.sent_timestamp_ms
+        ]
+        return PipelineView(
+            self.counters, len(self._held), min(sent, default=None), self.breaker.state
+        )
 
     # -- the run ------------------------------------------------------------------------
 

@@ -216,8 +216,12 @@ def test_receive_errors_are_retried_with_backoff(
         dsn=pg_dsn, table=table_name, plan=plan, queues=queues, dlq_may_repeat=False
     )
     failures = [e for e in log_events(worker.log) if e.get("event") == "receive_failed"]
-    assert failures, "the injected errors never reached the pipeline"
     assert injected > 0
+    if client == "wire":
+        # The wire client does not retry by itself: every injected error reaches the pipeline.
+        # botocore retries throttling and 5xx up to three times on its own first, so within a
+        # 3 s window its retries may absorb every error before the pipeline sees one.
+        assert len(failures) == injected, (len(failures), injected)
     # Four receivers for three seconds: a hot loop would make hundreds of calls. (With
     # botocore, its own retries are among these calls.)
     receivers = int(env["SLUICE_RECEIVE_CONCURRENCY"])

@@ -324,6 +324,16 @@ class FaultProxy:
         failed_ids = frozenset(e["Id"] for e in failed)
         self._log_attempts("ChangeMessageVisibilityBatch", body, arrived, failed_ids=failed_ids)
         forward = [e for e in entries if e["Id"] not in failed_ids]
+        return await self._forward_with_failures(request, parsed, forward, failed)
+
+    async def _forward_with_failures(
+        self,
+        request: web.Request,
+        parsed: dict[str, Any],
+        forward: Sequence[dict[str, Any]],
+        failed: Sequence[dict[str, Any]],
+    ) -> web.Response:
+        """Forward the ``forward`` entries of a batch call; answer ``failed`` as Failed[]."""
         result: dict[str, Any] = {"Successful": [], "Failed": []}
         if forward:
             status, headers, payload = await self._forward(
@@ -399,26 +409,7 @@ class FaultProxy:
             time.monotonic() if arrived is None else arrived,
             failed_ids=frozenset(e["Id"] for e in failed),
         )
-        result: dict[str, Any] = {"Successful": [], "Failed": []}
-        if forward:
-            status, headers, payload = await self._forward(
-                request, orjson.dumps(parsed | {"Entries": forward})
-            )
-            if status != 200:
-                return web.Response(status=status, headers=headers, body=payload)
-            result = orjson.loads(payload)
-            result.setdefault("Successful", [])
-            result.setdefault("Failed", [])
-        result["Failed"] = list(result["Failed"]) + [
-            {"Id": e["Id"], "SenderFault": False, "Code": "InternalError", "Message": "injected"}
-            for e in failed
-        ]
-        return web.Response(
-            status=200,
-            body=orjson.dumps(result),
-            content_type=JSON_CONTENT_TYPE,
-            headers={"x-amzn-RequestId": str(uuid.uuid4())},
-        )
+        return await self._forward_with_failures(request, parsed, forward, failed)
 
     def _record_receives(self, messages: Sequence[dict[str, Any]]) -> None:
         with self._lock:

@@ -42,6 +42,7 @@ def worker_env(
         "SLUICE_BATCH_MAX_ROWS": "200",
         "SLUICE_SHUTDOWN_GRACE": "5",
         "SLUICE_RECEIVE_CONCURRENCY": "4",
+        "PORT": "0",  # no HTTP endpoints unless a test asks for them
     }
     if dlq_url:
         env["SLUICE_DLQ_URL"] = dlq_url

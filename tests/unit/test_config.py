@@ -150,7 +150,7 @@ def test_toml_error_names_the_key_and_the_file(tmp_path: Path) -> None:
         ({"SQS_QUEUE_URL": "not a url"}, "must be an http(s) URL"),
         ({"AWS_ENDPOINT_URL_SQS": "localhost:4566"}, "must be an http(s) URL"),
         ({"SLUICE_DLQ_URL": "https://"}, "must be an http(s) URL"),
-        ({"PORT": "70000"}, "from 1 to 65535"),
+        ({"PORT": "70000"}, "from 0 to 65535"),
         ({"SLUICE_BATCH_MAX_AGE": "0"}, "must be a number from 0.01 to 900"),
         ({"SLUICE_BATCH_MAX_AGE": "nan"}, "must be a number from 0.01 to 900"),
         ({"SLUICE_BATCH_MAX_AGE": "soon"}, "must be a number from 0.01 to 900"),

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sluice.errors import FailureReason
+from sluice.model import CircuitState
 
 
 @dataclass
@@ -44,6 +45,16 @@ class WorkerCounters:
     def failed(self) -> int:
         """Messages refused for good, whether Sluice dead-lettered them or left them to redrive."""
         return sum(self.dead_lettered.values()) + sum(self.left_to_redrive.values())
+
+
+@dataclass(frozen=True)
+class PipelineView:
+    """What the pipeline shows of itself at a scrape."""
+
+    counters: WorkerCounters
+    held: int
+    oldest_sent_ms: int | None
+    circuit: CircuitState
 
 
 @dataclass

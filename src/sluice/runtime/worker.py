@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -15,8 +15,10 @@ import structlog
 from sluice.config import Settings, SinkKind
 from sluice.errors import ConfigError, PermanentError, TransientError
 from sluice.mapping import TableMapping, load_mapping
-from sluice.model import StopReason
-from sluice.observe.stats import WorkerCounters
+from sluice.model import CircuitState, StopReason
+from sluice.observe.http import HealthServer
+from sluice.observe.metrics import QueueDepthMonitor, WorkerMetrics
+from sluice.observe.stats import PipelineView, WorkerCounters
 from sluice.pipeline import Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
 from sluice.runtime.faults import FaultInjector
@@ -109,6 +111,33 @@ def install_signal_handlers(
         loop.add_signal_handler(signum, on_signal, signum)
 
 
+@contextlib.asynccontextmanager
+async def serving(
+    port: int, metrics: WorkerMetrics, depths: QueueDepthMonitor, pipeline: Pipeline
+) -> AsyncIterator[None]:
+    """Poll queue depths and serve /metrics, /healthz, /readyz on ``port`` (0: no HTTP)."""
+
+    async def readiness() -> list[str]:
+        problems = []
+        if not depths.reachable():
+            problems.append("SQS: GetQueueAttributes has not answered lately")
+        if pipeline.breaker.state is not CircuitState.CLOSED:
+            problems.append(f"warehouse: circuit {pipeline.breaker.state.value} (loads failing)")
+        return problems
+
+    poller = asyncio.create_task(depths.run(), name="queue-depth")
+    server = HealthServer(metrics, readiness, port) if port else None
+    if server is not None:
+        await server.start()
+    try:
+        yield
+    finally:
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
+        if server is not None:
+            await server.stop()
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -149,6 +178,16 @@ async def run_worker(
                     StopReason.SIGNALLED, WorkerCounters(), time.monotonic() - started
                 )
             await sink.check_schema()
+            depths = QueueDepthMonitor(
+                source,
+                SqsQueue(client, settings.dlq_url) if settings.dlq_url else None,
+                settings.queue_attributes_interval,
+            )
+
+            def view() -> PipelineView:  # late-bound: the pipeline needs the metrics first
+                return pipeline.view()
+
+            metrics = WorkerMetrics(settings.worker_id, view, depths)
             pipeline = Pipeline(
                 source,
                 sink,
@@ -157,6 +196,7 @@ async def run_worker(
                 PipelineOptions.from_settings(settings, drain=drain),
                 faults=faults,
                 on_progress=on_progress,
+                on_loaded=metrics.observe_load,
             )
             log.info(
                 "started",
@@ -166,7 +206,8 @@ async def run_worker(
                 drain=drain,
                 dlq=bool(dlq),
             )
-            reason = await pipeline.run(stop)
+            async with serving(settings.port, metrics, depths, pipeline):
+                reason = await pipeline.run(stop)
         finally:
             await sink.close()
     log.info("stopped", reason=reason.value)
