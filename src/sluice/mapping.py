@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import resources
@@ -200,7 +200,3 @@ def load_mapping(path: str | None, table: str) -> TableMapping:
     except OSError as exc:
         raise ConfigError(f"SLUICE_MAPPING_FILE={path!r} cannot be read: {exc.strerror}") from exc
     return parse_mapping(text, table, f"mapping {path}")
-
-
-def column_names(columns: Sequence[Column]) -> list[str]:
-    return [c.name for c in columns]

@@ -73,4 +73,3 @@ class CircuitState(enum.Enum):
 class StopReason(enum.Enum):
     DRAINED = "drained"
     SIGNALLED = "signalled"
-    DISABLED = "disabled"

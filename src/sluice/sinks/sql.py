@@ -6,7 +6,7 @@ never appear in SQL text: they are streamed by COPY, appended through Arrow, or 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
@@ -149,7 +149,3 @@ def schema_problems(
     if LOADED_AT not in found:
         problems.append(f"column {LOADED_AT} is missing")
     return problems
-
-
-def staging_columns(mapping: TableMapping) -> Sequence[Column]:
-    return mapping.load_columns
