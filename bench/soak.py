@@ -36,6 +36,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import emulator_worker_env  # noqa: E402
 from sluice.checker import Sent, check, key_function  # noqa: E402
 from sluice.dlq import peek, release  # noqa: E402
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator  # noqa: E402
@@ -150,13 +151,7 @@ def main() -> None:
     folder.mkdir(parents=True)
     with running_emulator() as emulator:
         url, dlq_url = asyncio.run(make_queues(emulator.endpoint, args.visibility))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "SQS_"))}
-        env |= {
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL_SQS": emulator.endpoint,
-            "PORT": "0",  # no HTTP endpoints for benchmark workers
+        env = emulator_worker_env(emulator.endpoint) | {
             "SQS_QUEUE_URL": url,
             "SLUICE_DLQ_URL": dlq_url,
             "REDSHIFT_TABLE_NAME": table,

@@ -29,6 +29,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import emulator_worker_env  # noqa: E402
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator  # noqa: E402
 from sluice.sender import send_bodies  # noqa: E402
 from sluice.sources.sqs import SqsQueue, sqs_client  # noqa: E402
@@ -119,14 +120,7 @@ def main() -> None:
     n = args.messages
     table = f"bench_{uuid.uuid4().hex[:8]}"
     with running_emulator() as emulator, tempfile.TemporaryDirectory() as scratch:
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLUICE_", "SQS_"))}
-        base_env |= {
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL_SQS": emulator.endpoint,
-            "PORT": "0",  # no HTTP endpoints for benchmark workers
-        }
+        base_env = emulator_worker_env(emulator.endpoint)
 
         url = asyncio.run(fill(emulator.endpoint, n, seed=1))
         bare = run_child(
