@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
-from sluice.mapping import DEDUPE_KEY, LOADED_AT, Column, TableMapping
+from sluice.mapping import DEDUPE_KEY, LOADED_AT, SENT_AT, Column, TableMapping
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,14 @@ class Dialect:
     now_utc: str
     # information_schema data_type spelling for each column type (upper-cased to compare)
     reported_types: Mapping[ColumnType, tuple[str, ...]]
+    # How JSON text written as a literal becomes the JSON column type ({} is the literal).
+    json_from_text: str = "{}"
+    # Prefix that makes a string literal read backslash escapes (see redshift_sql.literal).
+    escaped_string_prefix: str = "E"
+    # Appended to CREATE TABLE: distribution and sort keys ({dist} and {sort} are quoted).
+    table_options: str = ""
+    # Whether the warehouse enforces PRIMARY KEY / UNIQUE (Redshift: informational only).
+    enforces_unique: bool = True
 
 
 _DECIMAL = f"DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})"
@@ -76,6 +84,46 @@ DUCKDB = Dialect(
 )
 
 
+REDSHIFT = Dialect(
+    name="redshift",
+    type_names={
+        # Redshift's TEXT is VARCHAR(256); unbounded text gets the largest VARCHAR instead.
+        ColumnType.TEXT: "VARCHAR(65535)",
+        ColumnType.BIGINT: "BIGINT",
+        ColumnType.DOUBLE: "DOUBLE PRECISION",
+        ColumnType.DECIMAL: _DECIMAL,
+        ColumnType.BOOLEAN: "BOOLEAN",
+        ColumnType.TIMESTAMP: "TIMESTAMP",
+        ColumnType.JSON: "SUPER",
+    },
+    varchar="VARCHAR({n})",
+    now_utc="GETDATE()",  # Redshift's now() is leader-node only; GETDATE() is UTC
+    reported_types={
+        ColumnType.TEXT: ("CHARACTER VARYING",),
+        ColumnType.BIGINT: ("BIGINT",),
+        ColumnType.DOUBLE: ("DOUBLE PRECISION",),
+        ColumnType.DECIMAL: ("NUMERIC",),
+        ColumnType.BOOLEAN: ("BOOLEAN",),
+        ColumnType.TIMESTAMP: ("TIMESTAMP WITHOUT TIME ZONE",),
+        ColumnType.JSON: ("SUPER",),
+    },
+    json_from_text="JSON_PARSE({})",
+    # Redshift string literals always read backslash escapes; it has no E'' syntax.
+    escaped_string_prefix="",
+    # Rows of one key meet on one slice (the merge's NOT EXISTS probe stays local), and
+    # the table is ordered by event time, which is how it is queried.
+    table_options=" DISTSTYLE KEY DISTKEY ({dist}) COMPOUND SORTKEY ({sort})",
+    enforces_unique=False,
+)
+REDSHIFT_MAX_VARCHAR = 65535  # bytes
+DIALECTS = {d.name: d for d in (POSTGRES, DUCKDB, REDSHIFT)}
+
+
+def dialect_for(sink: str) -> Dialect:
+    """The dialect of a sink kind (``SinkKind.value``)."""
+    return DIALECTS[sink]
+
+
 def quote(identifier: str) -> str:
     """Double-quote an identifier already validated by config.validate_identifier."""
     return '"' + identifier.replace('"', '""') + '"'
@@ -96,7 +144,7 @@ def column_type(dialect: Dialect, column: Column) -> str:
     return dialect.type_names[column.type]
 
 
-def create_table_sql(dialect: Dialect, mapping: TableMapping) -> str:
+def create_table_sql(dialect: Dialect, mapping: TableMapping, sort_key: str | None = None) -> str:
     lines = [
         f"  {quote(c.name)} {column_type(dialect, c)}{'' if c.nullable else ' NOT NULL'}"
         for c in mapping.load_columns
@@ -104,7 +152,18 @@ def create_table_sql(dialect: Dialect, mapping: TableMapping) -> str:
     lines.append(f"  {quote(LOADED_AT)} TIMESTAMP NOT NULL DEFAULT {dialect.now_utc}")
     lines.append(f"  PRIMARY KEY ({quote(DEDUPE_KEY)})")
     body = ",\n".join(lines)
-    return f"CREATE TABLE IF NOT EXISTS {quote_table(mapping.table)} (\n{body}\n)"
+    options = dialect.table_options.format(
+        dist=quote(DEDUPE_KEY), sort=quote(sort_key or default_sort_key(mapping))
+    )
+    return f"CREATE TABLE IF NOT EXISTS {quote_table(mapping.table)} (\n{body}\n){options}"
+
+
+def default_sort_key(mapping: TableMapping) -> str:
+    """The event time: the first required timestamp column, else the SQS sent time."""
+    for column in mapping.columns:
+        if column.type is ColumnType.TIMESTAMP and not column.nullable:
+            return column.name
+    return SENT_AT
 
 
 def column_list(mapping: TableMapping) -> str:

@@ -1,0 +1,211 @@
+"""The statements the Redshift sink issues, as text. Pure functions; golden-tested.
+
+What differs from PostgreSQL is either data in ``sql.REDSHIFT`` (type names, the clock, how
+JSON text becomes ``SUPER``, string-literal syntax, distribution and sort keys, whether keys
+are enforced) or the one Redshift-only statement here, ``copy_from_s3_sql``. Everything else
+(the staging DDL, ``LOCK``, the merge, the multi-row ``INSERT`` of the insert path and its
+literals) is the same text for both dialects, and the tests execute it on PostgreSQL.
+
+Why the merge is ``LOCK`` + ``INSERT ... WHERE NOT EXISTS`` and not ``MERGE``: Redshift does
+not enforce unique keys and its ``MERGE`` must update matched rows (a rewrite of every
+duplicate, for nothing). Locking the target first serialises the merges of concurrent
+workers, so the second one sees the first one's rows and skips them; without the lock
+Redshift's serializable isolation would abort one of them (error 1023, retried anyway).
+Redshift commits implicitly on ``TRUNCATE``, so the load transaction never truncates: the
+staging table is created and dropped inside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sluice.convert import ColumnType
+from sluice.mapping import DEDUPE_KEY, MESSAGE_ID, TableMapping
+from sluice.model import MappedRow
+from sluice.sinks.base import RowsRejectedError
+from sluice.sinks.sql import REDSHIFT, Dialect, column_list, column_type, quote, quote_table
+
+STAGING = "sluice_staging"
+_RANK = "sluice_rank"
+# The Data API refuses SQL text over 100 KB; leave room for a UTF-8 multi-byte boundary.
+MAX_STATEMENT_BYTES = 100_000
+MAX_BATCH_STATEMENTS = 40  # BatchExecuteStatement's limit
+# Statements around the staged INSERTs of one transaction: CREATE, LOCK, merge, DROP.
+_FIXED_STATEMENTS = 4
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """Statements run as one transaction; ``merge_index`` is the one whose row count is
+    the number of rows new to the target."""
+
+    statements: tuple[str, ...]
+    merge_index: int
+    rows: int
+
+
+def staging_table_sql(dialect: Dialect, mapping: TableMapping) -> str:
+    lines = ",\n".join(f"  {quote(c.name)} {column_type(dialect, c)}" for c in mapping.load_columns)
+    return f"CREATE TEMP TABLE {quote(STAGING)} (\n{lines}\n)"
+
+
+def lock_sql(mapping: TableMapping) -> str:
+    return f"LOCK {quote_table(mapping.table)}"
+
+
+def merge_sql(mapping: TableMapping) -> str:
+    """Staged rows whose key is new, one per key (the lowest message id wins a tie)."""
+    cols = column_list(mapping)
+    key = quote(DEDUPE_KEY)
+    return (
+        f"INSERT INTO {quote_table(mapping.table)} ({cols}) "
+        f"SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER "
+        f"(PARTITION BY {key} ORDER BY {quote(MESSAGE_ID)}) AS {quote(_RANK)} "
+        f"FROM {quote(STAGING)}) AS sluice_new "
+        f"WHERE sluice_new.{quote(_RANK)} = 1 AND NOT EXISTS "
+        f"(SELECT 1 FROM {quote_table(mapping.table)} AS sluice_old "
+        f"WHERE sluice_old.{key} = sluice_new.{key})"
+    )
+
+
+def drop_staging_sql() -> str:
+    return f"DROP TABLE {quote(STAGING)}"
+
+
+def copy_from_s3_sql(mapping: TableMapping, manifest_url: str, iam_role: str) -> str:
+    """Redshift only: load gzip JSON lines named by a manifest into the staging table.
+
+    ``auto ignorecase`` matches JSON keys to column names; JSON values land in SUPER columns
+    as they are. ``MAXERROR 0``: one bad row fails the COPY, and the pipeline splits the
+    batch to find it. No compression analysis or statistics for a table that lives for
+    one transaction.
+    """
+    return (
+        f"COPY {quote(STAGING)} ({column_list(mapping)}) "
+        f"FROM {string_literal(REDSHIFT, manifest_url)} "
+        f"IAM_ROLE {string_literal(REDSHIFT, iam_role)} "
+        "MANIFEST FORMAT AS JSON 'auto ignorecase' GZIP TIMEFORMAT 'auto' "
+        "MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF"
+    )
+
+
+def copy_transaction(
+    dialect: Dialect, mapping: TableMapping, manifest_url: str, iam_role: str, rows: int
+) -> Transaction:
+    statements = (
+        staging_table_sql(dialect, mapping),
+        copy_from_s3_sql(mapping, manifest_url, iam_role),
+        lock_sql(mapping),
+        merge_sql(mapping),
+        drop_staging_sql(),
+    )
+    return Transaction(statements, 3, rows)
+
+
+# ---- the insert path: values as literals, because BatchExecuteStatement takes no parameters
+
+
+def string_literal(dialect: Dialect, text: str) -> str:
+    """The one place values become SQL text. Audited; tested with hostile strings.
+
+    Redshift reads backslash escapes in every string literal and PostgreSQL does inside
+    ``E'...'``, so doubling backslashes and single quotes yields the same string in both.
+    NUL cannot be stored by either and is refused (decode already dead-letters it).
+    """
+    if "\x00" in text:
+        raise ValueError("a string literal cannot hold U+0000")
+    text.encode("utf-8")  # raises on lone surrogates, which no warehouse can store
+    escaped = text.replace("\\", "\\\\").replace("'", "''")
+    return f"{dialect.escaped_string_prefix}'{escaped}'"
+
+
+def literal(dialect: Dialect, kind: ColumnType, value: object) -> str:
+    """One column value as SQL text; only values made by ``convert`` are accepted."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        text = string_literal(dialect, value)
+        return dialect.json_from_text.format(text) if kind is ColumnType.JSON else text
+    return _scalar_literal(kind, value)
+
+
+def _scalar_literal(kind: ColumnType, value: object) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(int(value))  # int() drops any subclass's own __str__
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return f"CAST('{value.isoformat(sep=' ')}' AS TIMESTAMP)"
+    raise TypeError(f"no SQL literal for a {type(value).__name__} in a {kind.value} column")
+
+
+def row_literal(dialect: Dialect, kinds: Sequence[ColumnType], row: MappedRow) -> str:
+    return (
+        "("
+        + ", ".join(literal(dialect, k, v) for k, v in zip(kinds, row.values, strict=True))
+        + ")"
+    )
+
+
+def insert_statements(
+    dialect: Dialect,
+    mapping: TableMapping,
+    rows: Sequence[MappedRow],
+    max_bytes: int = MAX_STATEMENT_BYTES,
+) -> Iterator[tuple[str, int]]:
+    """Multi-row INSERTs into staging, each under ``max_bytes``: (statement, rows in it)."""
+    head = f"INSERT INTO {quote(STAGING)} ({column_list(mapping)}) VALUES "
+    kinds = [c.type for c in mapping.load_columns]
+    size = len(head.encode())
+    parts: list[str] = []
+    for row in rows:
+        text = row_literal(dialect, kinds, row)
+        cost = len(text.encode()) + 2  # ", "
+        if size + cost > max_bytes:
+            if not parts:
+                raise RowsRejectedError(
+                    f"message {row.message.message_id}: the row is {cost} bytes as SQL, over "
+                    f"the {max_bytes}-byte statement limit of the insert path (stage in S3)"
+                )
+            yield head + ", ".join(parts), len(parts)
+            size, parts = len(head.encode()), []
+        parts.append(text)
+        size += cost
+    if parts:
+        yield head + ", ".join(parts), len(parts)
+
+
+def insert_transactions(
+    dialect: Dialect,
+    mapping: TableMapping,
+    rows: Sequence[MappedRow],
+    max_bytes: int = MAX_STATEMENT_BYTES,
+    max_statements: int = MAX_BATCH_STATEMENTS,
+) -> list[Transaction]:
+    """The insert path's plan: as few transactions as the statement limits allow.
+
+    Each transaction stages and merges its own share of the rows, so each commits
+    complete; a retry after a partial failure re-merges what committed as no-ops.
+    """
+    per_transaction = max_statements - _FIXED_STATEMENTS
+    inserts = list(insert_statements(dialect, mapping, rows, max_bytes))
+    plan = []
+    for start in range(0, len(inserts), per_transaction):
+        group = inserts[start : start + per_transaction]
+        statements = (
+            staging_table_sql(dialect, mapping),
+            *(text for text, _ in group),
+            lock_sql(mapping),
+            merge_sql(mapping),
+            drop_staging_sql(),
+        )
+        plan.append(Transaction(statements, len(statements) - 2, sum(n for _, n in group)))
+    return plan
