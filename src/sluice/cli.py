@@ -20,9 +20,8 @@ from sluice.cli_progress import counting_progress, drain_progress
 from sluice.config import Settings, describe, flag_specs, load_settings
 from sluice.errors import ConfigError, SchemaError, SluiceError
 from sluice.local.emulator import EMULATOR_CREDENTIALS
-from sluice.mapping import load_mapping
 from sluice.observe.logging import configure_logging
-from sluice.runtime.worker import build_sink, run_worker
+from sluice.runtime.worker import build_sink, run_worker, sink_mapping
 
 T = TypeVar("T")
 EXIT_CONFIG = 2
@@ -51,7 +50,9 @@ class CliContext:
 
     def credentials(self) -> dict[str, str] | None:
         """Dummy keys for an emulator endpoint when none are configured; else AWS's chain."""
-        local = self.settings().sqs_endpoint_url is not None
+        s = self.settings()
+        endpoints = (s.sqs_endpoint_url, s.s3_endpoint_url, s.redshift_data_endpoint_url)
+        local = any(e is not None for e in endpoints)
         configured = any(os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE"))
         return EMULATOR_CREDENTIALS if local and not configured else None
 
@@ -137,14 +138,29 @@ async def _wait_for_signal() -> None:
 
 
 @cli.command("init-db")
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Print the CREATE TABLE for the configured sink and exit; connect to nothing.",
+)
 @click.pass_context
-def init_db(ctx: click.Context) -> None:
+def init_db(ctx: click.Context, print_only: bool) -> None:
     """Create the target table from the mapping, then check it."""
-    settings = _obj(ctx).settings()
-    mapping = load_mapping(settings.mapping_file, settings.table_name)
+    obj = _obj(ctx)
+    settings = obj.settings()
+    mapping = sink_mapping(settings)
+    if print_only:
+        from sluice.sinks.sql import create_table_sql, dialect_for
+
+        ddl = create_table_sql(
+            dialect_for(settings.sink.value), mapping, settings.redshift_sort_key
+        )
+        click.echo(ddl + ";")
+        return
 
     async def create() -> bool:
-        sink = build_sink(settings, mapping)
+        sink = build_sink(settings, mapping, credentials=obj.credentials())
         try:
             await sink.open()
             created = await sink.create_table()

@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sluice.config_redshift import (
+    RedshiftConnection,
+    RedshiftLoadPath,
+    check_redshift,
+    redshift_defaults,
+)
 from sluice.errors import ConfigError
 
 
 class SinkKind(enum.Enum):
     DUCKDB = "duckdb"
     POSTGRES = "postgres"
+    REDSHIFT = "redshift"
 
 
 class SqsClientKind(enum.Enum):
@@ -88,11 +95,30 @@ class Settings:
     log_level: str = "info"
     fault_point: FaultPoint | None = None
     fault_after: int = 1
+    redshift_connection: RedshiftConnection = RedshiftConnection.DATA_API
+    redshift_workgroup: str | None = None
+    redshift_secret_arn: str | None = None
+    redshift_iam_auth: bool = False
+    redshift_load_path: RedshiftLoadPath = RedshiftLoadPath.AUTO
+    redshift_iam_role: str | None = None
+    redshift_sort_key: str | None = None
+    redshift_statement_timeout: float = 300.0
+    s3_staging_uri: str | None = None
+    s3_endpoint_url: str | None = None
+    redshift_data_endpoint_url: str | None = None
+    redshift_endpoint_url: str | None = None
 
     @property
     def heartbeat_interval(self) -> float:
         """How often held messages are checked for visibility extension."""
         return max(0.5, self.visibility_timeout / 6)
+
+    @property
+    def redshift_copy(self) -> bool:
+        """Whether the Redshift sink stages batches in S3 (else multi-row INSERTs)."""
+        if self.redshift_load_path is RedshiftLoadPath.AUTO:
+            return self.s3_staging_uri is not None
+        return self.redshift_load_path is RedshiftLoadPath.COPY
 
     @property
     def effective_load_concurrency(self) -> int:
@@ -214,6 +240,27 @@ def _table(raw: str) -> str:
     return validate_identifier(raw.strip(), qualified=True)
 
 
+def _column(raw: str) -> str:
+    return validate_identifier(raw.strip())
+
+
+def _s3_uri(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an s3://bucket/prefix URI")
+    return raw.strip().rstrip("/")
+
+
+_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:[A-Za-z0-9_+=,.@:/-]+")
+
+
+def _arn(raw: str) -> str:
+    value = raw.strip()
+    if not _ARN.fullmatch(value):
+        raise ValueError("must be an ARN (arn:aws:service:region:account:resource)")
+    return value
+
+
 SPECS: tuple[_Spec, ...] = (
     _Spec("queue_url", "SQS_QUEUE_URL", _url, "URL of the source SQS queue"),
     _Spec("max_messages", "SQS_MAX_MESSAGES", _int(1, 10), "messages asked for per receive"),
@@ -227,7 +274,7 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("redshift_cluster_identifier", "REDSHIFT_CLUSTER_IDENTIFIER", _text, "Redshift"),
     _Spec("redshift_database", "REDSHIFT_DATABASE", _text, "Redshift database"),
     _Spec("redshift_db_user", "REDSHIFT_DB_USER", _text, "Redshift database user"),
-    _Spec("sink", "SLUICE_SINK", _enum(SinkKind), "warehouse to load: duckdb or postgres"),
+    _Spec("sink", "SLUICE_SINK", _enum(SinkKind), "warehouse: duckdb, postgres or redshift"),
     _Spec("database_url", "SLUICE_DATABASE_URL", _pg_url, "PostgreSQL DSN", secret=True),
     _Spec("duckdb_path", "SLUICE_DUCKDB_PATH", _text, "DuckDB database file"),
     _Spec("dlq_url", "SLUICE_DLQ_URL", _url, "dead-letter queue URL for permanent failures"),
@@ -253,6 +300,43 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("log_level", "SLUICE_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "level"),
     _Spec("fault_point", "SLUICE_FAULT_POINT", _enum(FaultPoint), "TEST ONLY: crash point"),
     _Spec("fault_after", "SLUICE_FAULT_AFTER", _int(1, 1_000_000), "TEST ONLY: crash on Nth"),
+    _Spec(
+        "redshift_connection",
+        "SLUICE_REDSHIFT_CONNECTION",
+        _enum(RedshiftConnection),
+        "data_api or direct",
+    ),
+    _Spec("redshift_workgroup", "SLUICE_REDSHIFT_WORKGROUP", _text, "Redshift Serverless"),
+    _Spec("redshift_secret_arn", "SLUICE_REDSHIFT_SECRET_ARN", _arn, "Data API secret"),
+    _Spec("redshift_iam_auth", "SLUICE_REDSHIFT_IAM_AUTH", _bool, "direct: GetClusterCredentials"),
+    _Spec(
+        "redshift_load_path",
+        "SLUICE_REDSHIFT_LOAD_PATH",
+        _enum(RedshiftLoadPath),
+        "auto, copy or insert",
+    ),
+    _Spec("redshift_iam_role", "SLUICE_REDSHIFT_IAM_ROLE", _arn, "role COPY reads S3 with"),
+    _Spec("redshift_sort_key", "SLUICE_REDSHIFT_SORT_KEY", _column, "init-db sort key column"),
+    _Spec(
+        "redshift_statement_timeout",
+        "SLUICE_REDSHIFT_STATEMENT_TIMEOUT",
+        _float(1, 86_400),
+        "Data API statement deadline (s)",
+    ),
+    _Spec("s3_staging_uri", "SLUICE_S3_STAGING_URI", _s3_uri, "s3://bucket/prefix for COPY"),
+    _Spec("s3_endpoint_url", "AWS_ENDPOINT_URL_S3", _url, "S3 endpoint (an emulator)"),
+    _Spec(
+        "redshift_data_endpoint_url",
+        "AWS_ENDPOINT_URL_REDSHIFT_DATA",
+        _url,
+        "Redshift Data API endpoint (an emulator)",
+    ),
+    _Spec(
+        "redshift_endpoint_url",
+        "AWS_ENDPOINT_URL_REDSHIFT",
+        _url,
+        "Redshift API endpoint (GetClusterCredentials)",
+    ),
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
 assert set(_BY_NAME) == {f.name for f in fields(Settings)}, "every setting needs a spec"
@@ -302,6 +386,8 @@ def load_settings(
             shown = "***" if spec.secret else repr(text)
             raise ConfigError(f"{source}={shown} is invalid: {exc}") from None
     values.setdefault("worker_id", f"{socket.gethostname()}-{os.getpid()}")
+    if values.get("sink") is SinkKind.REDSHIFT:
+        redshift_defaults(values)
     settings = Settings(**values)
     _check_together(settings)
     return settings
@@ -319,6 +405,8 @@ def _check_together(s: Settings) -> None:
     """Rules that involve more than one setting."""
     if s.sink is SinkKind.POSTGRES and not s.database_url:
         raise ConfigError("SLUICE_DATABASE_URL is required when SLUICE_SINK=postgres")
+    if s.sink is SinkKind.REDSHIFT:
+        check_redshift(s)
     if s.batch_max_age * 2 >= s.visibility_timeout:
         raise ConfigError(
             f"SLUICE_BATCH_MAX_AGE={s.batch_max_age:g} is invalid: must be under half of "

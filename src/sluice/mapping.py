@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -92,6 +92,17 @@ class TableMapping:
     def load_columns(self) -> tuple[Column, ...]:
         """Columns the worker supplies, in the order of ``MappedRow.values``."""
         return self.columns + SYSTEM_COLUMNS
+
+    def with_text_limit(self, max_bytes: int) -> TableMapping:
+        """Bound every unbounded text column (Redshift's VARCHAR holds 65,535 bytes), so an
+        oversized value fails its own message before the load, not the batch's COPY."""
+        columns = tuple(
+            replace(c, max_length=max_bytes)
+            if c.type is ColumnType.TEXT and c.max_length is None
+            else c
+            for c in self.columns
+        )
+        return TableMapping(self.table, columns, self.dedupe_paths)
 
     def with_table(self, table: str) -> TableMapping:
         try:

@@ -237,3 +237,17 @@ def test_send_then_dlq_stats_show_replay_and_purge(
     wait_for(
         lambda: sqs.depth(emulator.endpoint, queues.dlq_url).total == 0, 10, "the DLQ to empty"
     )
+
+
+def test_init_db_print_emits_the_redshift_ddl_and_connects_to_nothing() -> None:
+    env = _offline_env(
+        SLUICE_SINK="redshift",
+        REDSHIFT_TABLE_NAME="appsflyer_events",
+        REDSHIFT_CLUSTER_IDENTIFIER="events",
+        REDSHIFT_DATABASE="analytics",
+        REDSHIFT_DB_USER="sluice",
+    )
+    done = sluice(env, "init-db", "--print")
+    assert done.returncode == 0, done.stderr
+    golden = Path(__file__).parents[1] / "unit" / "golden" / "redshift_appsflyer_ddl.sql"
+    assert done.stdout == golden.read_text()

@@ -143,7 +143,7 @@ def test_toml_error_names_the_key_and_the_file(tmp_path: Path) -> None:
     ("env", "allowed"),
     [
         ({"ENABLE_SQS_CONSUMER": "maybe"}, "must be true or false"),
-        ({"SLUICE_SINK": "redshift"}, "must be one of: duckdb, postgres"),
+        ({"SLUICE_SINK": "snowflake"}, "must be one of: duckdb, postgres, redshift"),
         ({"SLUICE_LOG_FORMAT": "xml"}, "must be one of: auto, json, console"),
         ({"SLUICE_LOG_LEVEL": "trace"}, "must be one of: debug, info, warning, error"),
         ({"SQS_QUEUE_URL": "ftp://example.com/q"}, "must be an http(s) URL"),
@@ -351,3 +351,68 @@ def test_invalid_database_url_error_does_not_echo_it() -> None:
     assert message.startswith("SLUICE_DATABASE_URL=***")
     assert SECRET not in message
     assert "postgresql://" in message
+
+
+# ---- the Redshift sink's settings
+
+REDSHIFT_ENV = {
+    "SLUICE_SINK": "redshift",
+    "REDSHIFT_CLUSTER_IDENTIFIER": "events-cluster",
+    "REDSHIFT_DATABASE": "analytics",
+    "REDSHIFT_DB_USER": "sluice",
+}
+ROLE = "arn:aws:iam::123456789012:role/sluice-copy"
+
+
+def test_redshift_defaults_are_larger_batches_inside_the_visibility_budget() -> None:
+    from sluice.config import Settings
+    from sluice.config_redshift import DEFAULT_VISIBILITY
+
+    assert Settings().visibility_timeout == DEFAULT_VISIBILITY
+    s = load_settings(REDSHIFT_ENV)
+    assert (s.batch_max_rows, s.batch_max_age, s.load_concurrency) == (20_000, 30.0, 3)
+    assert s.max_held_messages >= s.batch_max_rows * (s.load_concurrency + 1)
+    short = load_settings(REDSHIFT_ENV | {"SLUICE_VISIBILITY_TIMEOUT": "40"})
+    assert short.batch_max_age == 10.0
+    explicit = load_settings(REDSHIFT_ENV | {"SLUICE_BATCH_MAX_ROWS": "500"})
+    assert explicit.batch_max_rows == 500
+    assert load_settings({}).batch_max_rows == 5_000  # other sinks keep theirs
+
+
+def test_redshift_data_api_needs_a_complete_target() -> None:
+    with pytest.raises(ConfigError, match="REDSHIFT_DATABASE is required"):
+        load_settings({"SLUICE_SINK": "redshift"})
+    with pytest.raises(ConfigError, match="SLUICE_REDSHIFT_WORKGROUP"):
+        load_settings({"SLUICE_SINK": "redshift", "REDSHIFT_DATABASE": "dev"})
+    serverless = load_settings(
+        {"SLUICE_SINK": "redshift", "REDSHIFT_DATABASE": "dev", "SLUICE_REDSHIFT_WORKGROUP": "wg"}
+    )
+    assert serverless.redshift_copy is False  # no staging URI: the insert path
+
+
+def test_redshift_copy_path_needs_the_role_and_a_valid_uri() -> None:
+    staged = REDSHIFT_ENV | {"SLUICE_S3_STAGING_URI": "s3://bucket/sluice/"}
+    with pytest.raises(ConfigError, match="SLUICE_REDSHIFT_IAM_ROLE is required"):
+        load_settings(staged)
+    s = load_settings(staged | {"SLUICE_REDSHIFT_IAM_ROLE": ROLE})
+    assert s.redshift_copy and s.s3_staging_uri == "s3://bucket/sluice"
+    with pytest.raises(ConfigError, match="s3://bucket/prefix"):
+        load_settings(REDSHIFT_ENV | {"SLUICE_S3_STAGING_URI": "https://bucket/x"})
+    with pytest.raises(ConfigError, match="must be an ARN"):
+        load_settings(REDSHIFT_ENV | {"SLUICE_REDSHIFT_IAM_ROLE": "role/x'; --"})
+    with pytest.raises(ConfigError, match="needs SLUICE_S3_STAGING_URI"):
+        load_settings(REDSHIFT_ENV | {"SLUICE_REDSHIFT_LOAD_PATH": "copy"})
+
+
+def test_redshift_direct_connection_refuses_unverified_tls_to_a_remote_host() -> None:
+    direct = REDSHIFT_ENV | {"SLUICE_REDSHIFT_CONNECTION": "direct"}
+    with pytest.raises(ConfigError, match="SLUICE_DATABASE_URL is required"):
+        load_settings(direct)
+    remote = "postgresql://sluice:hunter2@cluster.example.com:5439/analytics"
+    ok = load_settings(direct | {"SLUICE_DATABASE_URL": remote})  # verify-full by default
+    assert ok.redshift_connection.value == "direct"
+    with pytest.raises(ConfigError, match="sslmode=require is invalid") as caught:
+        load_settings(direct | {"SLUICE_DATABASE_URL": remote + "?sslmode=require"})
+    assert "hunter2" not in str(caught.value)
+    local = "postgresql://127.0.0.1:5432/test?sslmode=disable"
+    assert load_settings(direct | {"SLUICE_DATABASE_URL": local}).database_url == local

@@ -505,3 +505,17 @@ def test_default_mapping_types_and_nullability() -> None:
 
 def test_default_mapping_with_a_qualified_table() -> None:
     assert load_mapping(None, "analytics.events").table == "analytics.events"
+
+
+def test_redshift_bounds_unbounded_text_in_utf8_bytes_before_the_load() -> None:
+    from sluice.errors import FailureReason, MessageError
+    from sluice.mapping import parse_mapping
+    from sluice.model import ReceivedMessage
+
+    text = '[[columns]]\nname = "note"\n'
+    mapping = parse_mapping(text, "t", "test").with_text_limit(8)
+    message = ReceivedMessage("m", "r", "{}", 1, 0)
+    assert mapping.map_event({"note": "ééé"}, "{}", message).values[0] == "ééé"  # 6 bytes
+    with pytest.raises(MessageError) as caught:
+        mapping.map_event({"note": "éééé€"}, "{}", message)  # 11 bytes
+    assert caught.value.reason is FailureReason.VALUE_TOO_LONG

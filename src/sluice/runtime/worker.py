@@ -23,6 +23,7 @@ from sluice.pipeline import Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
 from sluice.runtime.faults import FaultInjector
 from sluice.sinks.base import FaultHook, Sink
+from sluice.sinks.sql import REDSHIFT_MAX_VARCHAR
 from sluice.sources.sqs import SqsDeadLetterQueue, SqsQueue, sqs_client
 
 STARTUP_ATTEMPTS = 8
@@ -35,8 +36,17 @@ class RunSummary:
     seconds: float
 
 
-def build_sink(settings: Settings, mapping: TableMapping, faults: FaultHook | None = None) -> Sink:
+def build_sink(
+    settings: Settings,
+    mapping: TableMapping,
+    faults: FaultHook | None = None,
+    credentials: dict[str, str] | None = None,
+) -> Sink:
     # Drivers are imported on demand: DuckDB and Arrow alone add ~45 MB to a worker's RSS.
+    if settings.sink is SinkKind.REDSHIFT:
+        from sluice.sinks.redshift_build import build_redshift_sink
+
+        return build_redshift_sink(settings, mapping, faults, credentials)
     if settings.sink is SinkKind.POSTGRES:
         from sluice.sinks.postgres import PostgresSink
 
@@ -51,6 +61,14 @@ def build_sink(settings: Settings, mapping: TableMapping, faults: FaultHook | No
     from sluice.sinks.duckdb import DuckDBSink
 
     return DuckDBSink(settings.duckdb_path, mapping, faults=faults)
+
+
+def sink_mapping(settings: Settings) -> TableMapping:
+    """The mapping, with the limits of the configured warehouse applied."""
+    mapping = load_mapping(settings.mapping_file, settings.table_name)
+    if settings.sink is SinkKind.REDSHIFT:
+        return mapping.with_text_limit(REDSHIFT_MAX_VARCHAR)
+    return mapping
 
 
 async def when_reachable(
@@ -154,9 +172,9 @@ async def run_worker(
     stop = stop or asyncio.Event()
     if handle_signals:
         install_signal_handlers(stop, log)
-    mapping = load_mapping(settings.mapping_file, settings.table_name)
+    mapping = sink_mapping(settings)
     faults = FaultInjector(settings.fault_point, settings.fault_after)
-    sink = build_sink(settings, mapping, faults)
+    sink = build_sink(settings, mapping, faults, credentials)
     pool = settings.receive_concurrency + 2 * settings.effective_load_concurrency + 4
     async with sqs_client(
         settings.aws_region, settings.sqs_endpoint_url, pool, credentials, settings.sqs_client

@@ -1,0 +1,104 @@
+"""Settings of the Redshift sink: its enums, its defaults, and the rules that tie them.
+
+Kept apart from ``config`` so that module stays one screenful of generic machinery; it
+calls ``redshift_defaults`` and ``check_redshift`` when ``SLUICE_SINK=redshift``.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+from sluice.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sluice.config import Settings
+
+DEFAULT_VISIBILITY = 120  # Settings.visibility_timeout's default
+
+
+class RedshiftConnection(enum.Enum):
+    """How the Redshift sink reaches the cluster."""
+
+    DATA_API = "data_api"  # HTTPS, IAM-authorised, no network path to the cluster needed
+    DIRECT = "direct"  # the PostgreSQL-compatible endpoint, TLS verified (SLUICE_DATABASE_URL)
+
+
+class RedshiftLoadPath(enum.Enum):
+    AUTO = "auto"  # copy when SLUICE_S3_STAGING_URI is set, else insert
+    COPY = "copy"
+    INSERT = "insert"
+
+
+# Redshift wants few, large loads: every commit is serialised cluster-wide and costs
+# ~100 ms or more whatever its size. Used where the setting was not given explicitly.
+REDSHIFT_DEFAULTS: dict[str, object] = {
+    "batch_max_rows": 20_000,
+    "batch_max_bytes": 32 * 1024 * 1024,
+    "load_concurrency": 3,
+    # a batch filling while three load: receivers must not stall before batches are full
+    "max_held_messages": 80_000,
+}
+REDSHIFT_MAX_AGE = 30.0
+
+
+def redshift_defaults(values: dict[str, Any]) -> None:
+    for name, value in REDSHIFT_DEFAULTS.items():
+        values.setdefault(name, value)
+    # Tens of seconds, but always inside the visibility budget (age < visibility / 2).
+    visibility = int(values.get("visibility_timeout", DEFAULT_VISIBILITY))
+    values.setdefault("batch_max_age", min(REDSHIFT_MAX_AGE, visibility / 4))
+
+
+def check_redshift(s: Settings) -> None:
+    if s.redshift_connection is RedshiftConnection.DIRECT:
+        if not s.database_url:
+            raise ConfigError(
+                "SLUICE_DATABASE_URL is required when SLUICE_REDSHIFT_CONNECTION=direct"
+            )
+        _check_tls(s.database_url)
+        if s.redshift_iam_auth and not (s.redshift_cluster_identifier and s.redshift_db_user):
+            raise ConfigError(
+                "SLUICE_REDSHIFT_IAM_AUTH needs REDSHIFT_CLUSTER_IDENTIFIER and REDSHIFT_DB_USER"
+            )
+    else:
+        if not s.redshift_database:
+            raise ConfigError("REDSHIFT_DATABASE is required when SLUICE_SINK=redshift")
+        provisioned = s.redshift_cluster_identifier and (
+            s.redshift_db_user or s.redshift_secret_arn
+        )
+        if not (s.redshift_workgroup or s.redshift_secret_arn or provisioned):
+            raise ConfigError(
+                "the Redshift Data API needs REDSHIFT_CLUSTER_IDENTIFIER with REDSHIFT_DB_USER "
+                "or SLUICE_REDSHIFT_SECRET_ARN (provisioned), or SLUICE_REDSHIFT_WORKGROUP "
+                "(Serverless)"
+            )
+    if s.redshift_load_path is RedshiftLoadPath.COPY and not s.s3_staging_uri:
+        raise ConfigError("SLUICE_REDSHIFT_LOAD_PATH=copy needs SLUICE_S3_STAGING_URI")
+    if s.redshift_copy and not s.redshift_iam_role:
+        raise ConfigError(
+            "SLUICE_REDSHIFT_IAM_ROLE is required with SLUICE_S3_STAGING_URI: the role "
+            "Redshift assumes to read the staged files"
+        )
+
+
+_SAFE_SSLMODES = {"verify-full", "verify-ca"}
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _check_tls(url: str) -> None:
+    """A direct connection verifies the server's certificate, except to a loopback host
+    (tests, or a local tunnel whose far end is verified by other means)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:  # psycopg.ProgrammingError; ConfigError must not show the URL
+        raise ConfigError("SLUICE_DATABASE_URL=*** is invalid: cannot be parsed") from None
+    mode = str(params.get("sslmode", "verify-full"))
+    host = str(params.get("host", ""))
+    if mode not in _SAFE_SSLMODES and host not in _LOOPBACK:
+        raise ConfigError(
+            f"SLUICE_DATABASE_URL sslmode={mode} is invalid for Redshift: use verify-full "
+            "(the default when sslmode is not given) or verify-ca"
+        )
