@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sluice.local.emulator import Emulator, running_emulator
+from sluice.local.emulator import Emulator, free_port, running_emulator
 
 DEFAULT_TEST_DSN = "postgresql://127.0.0.1:5432/test"
 
@@ -47,3 +52,41 @@ def table_name(pg_dsn: str) -> Iterator[str]:
 @pytest.fixture
 def duckdb_path(tmp_path: Path) -> str:
     return str(tmp_path / "sluice.duckdb")
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto server (S3 + Redshift Data API, see tests/support/moto_redshift.py): its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    root = Path(__file__).resolve().parents[1]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.moto_redshift", str(port)],
+            cwd=root,
+            env=os.environ | {"PYTHONPATH": os.pathsep.join([str(root), *sys.path])},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"moto server exited with {process.returncode}: {log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"moto server did not answer within 30 s: {log.read_text()}")
+            time.sleep(0.05)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

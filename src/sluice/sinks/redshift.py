@@ -22,6 +22,7 @@ from sluice.sinks.base import FaultHook, NoFaults
 from sluice.sinks.redshift_sql import (
     MAX_BATCH_STATEMENTS,
     MAX_STATEMENT_BYTES,
+    MAX_TRANSACTION_BYTES,
     Transaction,
     copy_transaction,
     insert_transactions,
@@ -29,10 +30,13 @@ from sluice.sinks.redshift_sql import (
 from sluice.sinks.s3_staging import S3Stager, StagedBatch
 from sluice.sinks.sql import REDSHIFT, Dialect, create_table_sql, schema_problems, split_table
 
-COLUMNS_SQL = (
+# The Data API refuses empty parameter values, so an unqualified table has its own query.
+_COLUMNS = (
     "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns"
-    " WHERE table_schema = COALESCE(NULLIF(:p1, ''), current_schema()) AND table_name = :p2"
+    " WHERE table_schema = {schema} AND table_name = :p1"
 )
+COLUMNS_SQL = _COLUMNS.format(schema=":p2")
+COLUMNS_CURRENT_SCHEMA_SQL = _COLUMNS.format(schema="current_schema()")
 
 _log = structlog.get_logger("sluice.redshift")
 
@@ -72,6 +76,7 @@ class RedshiftSink:
         faults: FaultHook | None = None,
         max_statement_bytes: int = MAX_STATEMENT_BYTES,
         max_batch_statements: int = MAX_BATCH_STATEMENTS,
+        max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
     ) -> None:
         if stager is not None and not iam_role:
             raise ValueError("the copy path needs the IAM role Redshift reads S3 with")
@@ -84,6 +89,7 @@ class RedshiftSink:
         self._faults = faults or NoFaults()
         self._max_bytes = max_statement_bytes
         self._max_statements = max_batch_statements
+        self._max_transaction_bytes = max_transaction_bytes
         self.statements = 0  # SQL statements sent, for the benchmark's per-million figures
 
     @property
@@ -104,7 +110,10 @@ class RedshiftSink:
     async def _columns(self) -> dict[str, tuple[str, bool]]:
         schema, name = split_table(self._mapping.table, "")
         # Redshift folds unquoted names to lower case; Sluice's quoted names keep theirs.
-        found = await self._runner.query(COLUMNS_SQL, (schema, name))
+        if schema:
+            found = await self._runner.query(COLUMNS_SQL, (name, schema))
+        else:
+            found = await self._runner.query(COLUMNS_CURRENT_SCHEMA_SQL, (name,))
         return {str(r[0]): (str(r[1]), bool(r[2])) for r in found}
 
     async def create_table(self) -> bool:
@@ -120,7 +129,12 @@ class RedshiftSink:
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult:
         if self._stager is None:
             plan = insert_transactions(
-                self._dialect, self._mapping, rows, self._max_bytes, self._max_statements
+                self._dialect,
+                self._mapping,
+                rows,
+                max_bytes=self._max_bytes,
+                max_statements=self._max_statements,
+                max_transaction_bytes=self._max_transaction_bytes,
             )
             self._faults.hit(FaultPoint.MID_STAGING)
             inserted = 0

@@ -16,11 +16,12 @@ from sluice.sinks.base import FaultHook
 from sluice.sinks.redshift import RedshiftSink, StatementRunner
 from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget, PollPolicy
 from sluice.sinks.redshift_direct import DbCredentials, DirectRunner
-from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES
+from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
 
-# Redshift accepts SQL text up to 16 MB on a connection; the Data API, 100 KB.
+# Redshift accepts SQL text up to 16 MB on a connection; the Data API, 100 KB a statement.
 DIRECT_MAX_STATEMENT_BYTES = 15_000_000
+DIRECT_MAX_TRANSACTION_BYTES = 1 << 40  # no request body to keep small
 CREDENTIALS_SECONDS = 900
 
 
@@ -112,7 +113,7 @@ def build_redshift_sink(
     pool = 2 * settings.effective_load_concurrency + 4
     clients = AwsClients(settings.aws_region, credentials, pool, read_timeout=60)
     runner: StatementRunner
-    max_bytes = DIRECT_MAX_STATEMENT_BYTES
+    max_bytes, max_transaction = DIRECT_MAX_STATEMENT_BYTES, DIRECT_MAX_TRANSACTION_BYTES
     if settings.redshift_connection is RedshiftConnection.DIRECT:
         assert settings.database_url is not None  # checked in config
         runner = DirectRunner(
@@ -139,7 +140,7 @@ def build_redshift_sink(
         runner = DataApiRunner(
             data_client, target, PollPolicy(timeout=settings.redshift_statement_timeout)
         )
-        max_bytes = MAX_STATEMENT_BYTES
+        max_bytes, max_transaction = MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES
     stager = None
     if settings.redshift_copy:
         assert settings.s3_staging_uri is not None  # checked in config
@@ -157,6 +158,7 @@ def build_redshift_sink(
         sort_key=settings.redshift_sort_key,
         faults=faults,
         max_statement_bytes=max_bytes,
+        max_transaction_bytes=max_transaction,
     )
 
 

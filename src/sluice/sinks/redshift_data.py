@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from sluice.errors import CommitUnknownError, SluiceError, TransientError
+from sluice.errors import CommitUnknownError, PermanentError, SluiceError, TransientError
 from sluice.sinks.redshift_errors import classify_code, classify_message
 
 ClientSource = Callable[[], Awaitable[Any]]  # the client, opened on first use
@@ -176,6 +176,8 @@ class DataApiRunner:
             return await getattr(client, method)(**kwargs)
         except ClientError as exc:
             raise translate_client_error(exc, action) from exc
+        except ParamValidationError as exc:  # the request itself is wrong: a bug, not a blip
+            raise PermanentError(f"Redshift Data API {action}: {exc}") from exc
         except (TimeoutError, BotoCoreError, OSError) as exc:
             text = f"Redshift Data API {action}: {type(exc).__name__}: {exc}"
             # The submission may have reached the service before the connection broke.

@@ -34,6 +34,10 @@ _RANK = "sluice_rank"
 # The Data API refuses SQL text over 100 KB; leave room for a UTF-8 multi-byte boundary.
 MAX_STATEMENT_BYTES = 100_000
 MAX_BATCH_STATEMENTS = 40  # BatchExecuteStatement's limit
+# SQL per BatchExecuteStatement request: its JSON body stays under 1 MiB, past which the
+# HTTP client copies it in one piece on the event loop (aiohttp warns). JSON escaping of
+# quotes makes the body larger than the SQL, hence the margin.
+MAX_TRANSACTION_BYTES = 800_000
 # Statements around the staged INSERTs of one transaction: CREATE, LOCK, merge, DROP.
 _FIXED_STATEMENTS = 4
 
@@ -187,19 +191,22 @@ def insert_transactions(
     dialect: Dialect,
     mapping: TableMapping,
     rows: Sequence[MappedRow],
+    *,
     max_bytes: int = MAX_STATEMENT_BYTES,
     max_statements: int = MAX_BATCH_STATEMENTS,
+    max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
 ) -> list[Transaction]:
     """The insert path's plan: as few transactions as the statement limits allow.
 
     Each transaction stages and merges its own share of the rows, so each commits
     complete; a retry after a partial failure re-merges what committed as no-ops.
     """
-    per_transaction = max_statements - _FIXED_STATEMENTS
-    inserts = list(insert_statements(dialect, mapping, rows, max_bytes))
     plan = []
-    for start in range(0, len(inserts), per_transaction):
-        group = inserts[start : start + per_transaction]
+    for group in _groups(
+        insert_statements(dialect, mapping, rows, max_bytes),
+        max_statements - _FIXED_STATEMENTS,
+        max_transaction_bytes,
+    ):
         statements = (
             staging_table_sql(dialect, mapping),
             *(text for text, _ in group),
@@ -209,3 +216,20 @@ def insert_transactions(
         )
         plan.append(Transaction(statements, len(statements) - 2, sum(n for _, n in group)))
     return plan
+
+
+def _groups(
+    inserts: Iterator[tuple[str, int]], most: int, budget: int
+) -> Iterator[list[tuple[str, int]]]:
+    """Consecutive INSERTs, at most ``most`` and about ``budget`` bytes to a group."""
+    group: list[tuple[str, int]] = []
+    size = 0
+    for insert in inserts:
+        cost = len(insert[0].encode())
+        if group and (len(group) == most or size + cost > budget):
+            yield group
+            group, size = [], 0
+        group.append(insert)
+        size += cost
+    if group:
+        yield group

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -124,8 +125,14 @@ class S3Stager:
     async def _put(self, key: str, body: bytes, content_type: str) -> None:
         self.requests += 1
         try:
+            # A file object, not bytes: the HTTP client then streams it in chunks instead
+            # of copying megabytes on the event loop.
             await (await self._client()).put_object(
-                Bucket=self._location.bucket, Key=key, Body=body, ContentType=content_type
+                Bucket=self._location.bucket,
+                Key=key,
+                Body=io.BytesIO(body),
+                ContentLength=len(body),
+                ContentType=content_type,
             )
         except (ClientError, BotoCoreError, OSError) as exc:
             raise translate(exc, "PutObject") from exc
