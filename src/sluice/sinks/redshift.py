@@ -93,6 +93,10 @@ class RedshiftSink:
         self.statements = 0  # SQL statements sent, for the benchmark's per-million figures
 
     @property
+    def runner(self) -> StatementRunner:
+        return self._runner
+
+    @property
     def path(self) -> LoadPath:
         return LoadPath.COPY if self._stager is not None else LoadPath.INSERT
 
