@@ -254,6 +254,8 @@ class Pipeline:
             if not messages:
                 self.counters.empty_receives += 1
                 self._empty_streak += 1
+                if self._drained_batch_waiting():
+                    self._flush_wanted.set()
                 continue
             self._empty_streak = 0
             self._accept(messages)
@@ -272,6 +274,15 @@ class Pipeline:
 
     # -- flushing -----------------------------------------------------------------------
 
+    def _drained_batch_waiting(self) -> bool:
+        """Drain mode, every receiver just found the queue empty, and a batch is open: no
+        message will come to fill it, so waiting out its age (30 s for Redshift) is waste."""
+        return (
+            self.options.drain
+            and bool(self._batch.messages)
+            and self._empty_streak >= self.options.receive_concurrency
+        )
+
     def _take_batch(self) -> Batch:
         batch, self._batch = self._batch, Batch(opened_at=self.clock())
         return batch
@@ -282,7 +293,8 @@ class Pipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_wanted.wait(), timeout)
             self._flush_wanted.clear()
-            if self.options.flush.due(self._batch, self.clock()) is None:
+            due = self.options.flush.due(self._batch, self.clock())
+            if due is None and not self._drained_batch_waiting():
                 continue
             await self._load_slots.acquire()
             self._start_processing(self._take_batch())

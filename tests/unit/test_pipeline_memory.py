@@ -485,3 +485,11 @@ def test_held_messages_never_exceed_max_held(concurrency: int) -> None:
     assert peak <= opts.max_held, f"{peak} messages held, max_held={opts.max_held}"
     assert set(w.sink.table) == {key_of(b) for b in bodies}
     assert w.queue.bodies == []
+
+
+def test_drain_flushes_a_partial_batch_once_the_queue_is_empty_not_at_its_age() -> None:
+    # Redshift's age bound is tens of seconds: a drain must not wait it out for the last rows.
+    w = world(events(25))
+    pipeline = w.pipeline(options(flush=FlushPolicy(max_rows=1000, max_bytes=10**8, max_age=600)))
+    assert drain(pipeline, deadline=10) is StopReason.DRAINED
+    assert len(w.sink.table) == 25 and w.queue.bodies == []
