@@ -18,6 +18,7 @@ from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget, PollPolicy
 from sluice.sinks.redshift_direct import DbCredentials, DirectRunner
 from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
+from sluice.sinks.sql import REDSHIFT, Dialect
 
 # Redshift accepts SQL text up to 16 MB on a connection; the Data API, 100 KB a statement.
 DIRECT_MAX_STATEMENT_BYTES = 15_000_000
@@ -109,7 +110,11 @@ def build_redshift_sink(
     mapping: TableMapping,
     faults: FaultHook | None = None,
     credentials: dict[str, str] | None = None,
+    *,
+    dialect: Dialect = REDSHIFT,
 ) -> RedshiftSink:
+    """The sink for the settings. ``dialect`` is REDSHIFT except where a benchmark runs the
+    same statements on PostgreSQL (bench/redshift_child.py)."""
     pool = 2 * settings.effective_load_concurrency + 4
     clients = AwsClients(settings.aws_region, credentials, pool, read_timeout=60)
     runner: StatementRunner
@@ -159,6 +164,7 @@ def build_redshift_sink(
         faults=faults,
         max_statement_bytes=max_bytes,
         max_transaction_bytes=max_transaction,
+        dialect=dialect,
     )
 
 

@@ -92,6 +92,7 @@ class S3Stager:
         self._location = location
         self._worker = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in worker_id)
         self.requests = 0  # S3 calls made
+        self.bytes_staged = 0
 
     def _prefix(self, today: date) -> str:
         parts = [self._location.prefix, self._worker, today.strftime("%Y/%m/%d"), str(uuid.uuid4())]
@@ -118,6 +119,7 @@ class S3Stager:
         )
         await self._put(data_key, body, "application/gzip")
         await self._put(manifest_key, manifest, "application/json")
+        self.bytes_staged += len(body) + len(manifest)
         return StagedBatch(
             self._location.url(manifest_key), (data_key, manifest_key), len(body) + len(manifest)
         )
