@@ -37,6 +37,7 @@ from sluice.sinks.redshift_data import (
     translate_client_error,
 )
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
+from tests.support.moto_control import column_records, control
 
 T = TypeVar("T")
 ROLE = "arn:aws:iam::123456789012:role/sluice-copy"
@@ -75,20 +76,6 @@ def run(moto: str, work: Callable[[Recorder, Recorder], Awaitable[T]]) -> T:  # 
             await clients.close()
 
     return asyncio.run(go())
-
-
-def control(moto: str, **state: Any) -> list[list[str]]:
-    """Set the emulator's rules, or read its history (``history=True``)."""
-    client = boto3.client(
-        "redshift-data", endpoint_url=moto, region_name="us-east-1", **EMULATOR_CREDENTIALS
-    )
-    sql = "--sluice-test " + (
-        "history" if state.pop("history", False) else orjson.dumps(state).decode()
-    )
-    statement_id = client.execute_statement(Sql=sql, Database="x", ClusterIdentifier="c")["Id"]
-    client.describe_statement(Id=statement_id)
-    records = client.get_statement_result(Id=statement_id)["Records"]
-    return [[field["stringValue"] for field in record] for record in records]
 
 
 @pytest.fixture
@@ -389,22 +376,8 @@ def test_the_insert_path_groups_statements_at_most_40_and_1_mb_to_a_batch(
 
 def test_check_schema_reads_information_schema_through_the_data_api(moto: str, rules: Any) -> None:
     mapping = load_mapping(None, "appsflyer_events")
-    from sluice.mapping import LOADED_AT
-
-    def record(name: str, kind: str, nullable: bool = False) -> list[dict[str, Any]]:
-        return [{"stringValue": name}, {"stringValue": kind}, {"booleanValue": nullable}]
-
-    types = {
-        "text": "character varying",
-        "json": "super",
-        "timestamp": "timestamp without time zone",
-        "decimal": "numeric",
-        "boolean": "boolean",
-        "bigint": "bigint",
-        "double": "double precision",
-    }
-    records = [record(c.name, types[c.type.value], c.nullable) for c in mapping.load_columns]
-    rules({"match": "information_schema", "records": [*records, record(LOADED_AT, "timestamp")]})
+    records = column_records(mapping)
+    rules({"match": "information_schema", "records": records})
 
     async def work(data: Recorder, _: Recorder) -> None:
         sink = RedshiftSink(DataApiRunner(lambda: _ready(data), TARGET, FAST), mapping)
