@@ -36,21 +36,21 @@ TARGET_SET = "REDSHIFT_TEST_DATABASE" in ENV and (
     or {"REDSHIFT_TEST_CLUSTER_IDENTIFIER", "REDSHIFT_TEST_DB_USER"} <= set(ENV)
 )
 COPY_SET = {"REDSHIFT_TEST_S3_STAGING_URI", "REDSHIFT_TEST_IAM_ROLE"} <= set(ENV)
-pytestmark = pytest.mark.skipif(
-    not TARGET_SET,
-    reason=(
-        "needs REDSHIFT_TEST_DATABASE and REDSHIFT_TEST_CLUSTER_IDENTIFIER + "
-        "REDSHIFT_TEST_DB_USER (or REDSHIFT_TEST_WORKGROUP) set; cannot run without an "
-        "AWS account and a Redshift warehouse"
-    ),
+NO_TARGET = (
+    "needs REDSHIFT_TEST_DATABASE and REDSHIFT_TEST_CLUSTER_IDENTIFIER + "
+    "REDSHIFT_TEST_DB_USER (or REDSHIFT_TEST_WORKGROUP) set; cannot run without an "
+    "AWS account and a Redshift warehouse"
 )
+pytestmark = pytest.mark.skipif(not TARGET_SET, reason=NO_TARGET)
 PATHS = [
     "insert",
     pytest.param(
         "copy",
         marks=pytest.mark.skipif(
-            not COPY_SET,
-            reason="the copy path also needs REDSHIFT_TEST_S3_STAGING_URI and "
+            not (TARGET_SET and COPY_SET),
+            reason=NO_TARGET
+            if not TARGET_SET
+            else "the copy path also needs REDSHIFT_TEST_S3_STAGING_URI and "
             "REDSHIFT_TEST_IAM_ROLE set",
         ),
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,7 +16,7 @@ from sluice.mapping import TableMapping
 from sluice.sinks.base import FaultHook
 from sluice.sinks.redshift import RedshiftSink, StatementRunner
 from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget, PollPolicy
-from sluice.sinks.redshift_direct import DbCredentials, DirectRunner
+from sluice.sinks.redshift_direct import CredentialsProvider, DbCredentials, DirectRunner
 from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
 from sluice.sinks.sql import REDSHIFT, Dialect
@@ -89,13 +90,13 @@ class _ClosingRunner:
     def requests(self) -> int:
         return self._runner.requests
 
-    async def run(self, statements: Any) -> tuple[int, ...]:
+    async def run(self, statements: Sequence[str]) -> tuple[int, ...]:
         return await self._runner.run(statements)
 
     async def execute(self, sql: str) -> None:
         await self._runner.execute(sql)
 
-    async def query(self, sql: str, params: Any = ()) -> list[tuple[object, ...]]:
+    async def query(self, sql: str, params: Sequence[str] = ()) -> list[tuple[object, ...]]:
         return await self._runner.query(sql, params)
 
     async def close(self) -> None:
@@ -168,7 +169,7 @@ def build_redshift_sink(
     )
 
 
-def _cluster_credentials(settings: Settings, clients: AwsClients) -> Any:
+def _cluster_credentials(settings: Settings, clients: AwsClients) -> CredentialsProvider:
     """Temporary database credentials for REDSHIFT_DB_USER, fetched per connection."""
 
     async def fetch() -> DbCredentials:
