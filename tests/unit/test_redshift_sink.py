@@ -1,0 +1,146 @@
+"""RedshiftSink's load logic with fake edges: what one load issues, and how it fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from sluice.config import FaultPoint
+from sluice.errors import TransientError
+from sluice.mapping import load_mapping
+from sluice.model import MappedRow, ReceivedMessage
+from sluice.sinks.base import RowsRejectedError
+from sluice.sinks.redshift import LoadPath, RedshiftSink
+from sluice.sinks.s3_staging import S3Stager, StagingLocation
+from sluice.synth import synthetic_stream
+
+MAPPING = load_mapping(None, "appsflyer_events")
+ROLE = "arn:aws:iam::123456789012:role/copy"
+
+
+class FakeRunner:
+    def __init__(self, inserted: int = 0, fail: Exception | None = None) -> None:
+        self.transactions: list[tuple[str, ...]] = []
+        self.inserted = inserted
+        self.fail = fail
+        self.requests = 0
+
+    async def run(self, statements: Sequence[str]) -> tuple[int, ...]:
+        self.transactions.append(tuple(statements))
+        if self.fail is not None:
+            raise self.fail
+        return tuple(
+            self.inserted if s.startswith('INSERT INTO "appsflyer') else -1 for s in statements
+        )
+
+    async def execute(self, sql: str) -> None:
+        return None
+
+    async def query(self, sql: str, params: Sequence[str] = ()) -> list[tuple[object, ...]]:
+        return []
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeS3:
+    def __init__(self, fail_delete: bool = False) -> None:
+        self.calls: list[str] = []
+        self.objects: dict[str, bytes] = {}
+        self.fail_delete = fail_delete
+
+    async def put_object(self, Bucket: str, Key: str, Body: Any, **_: Any) -> dict[str, Any]:
+        self.calls.append("PutObject")
+        self.objects[Key] = Body.read()
+        return {}
+
+    async def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append("DeleteObjects")
+        if self.fail_delete:
+            return {"Errors": [{"Key": "k", "Code": "InternalError", "Message": "try later"}]}
+        for item in Delete["Objects"]:
+            self.objects.pop(item["Key"], None)
+        return {}
+
+
+class Faults:
+    def __init__(self) -> None:
+        self.hits: list[FaultPoint] = []
+
+    def hit(self, point: FaultPoint) -> None:
+        self.hits.append(point)
+
+
+def rows(n: int) -> list[MappedRow]:
+    out = []
+    for i, m in enumerate(synthetic_stream(n, malformed_ratio=0, duplicate_ratio=0)):
+        message = ReceivedMessage(f"m{i}", "r", m.body, 1, 0)
+        out.append(MAPPING.map_event(orjson.loads(m.body), m.body, message))
+    return out
+
+
+def copy_sink(runner: FakeRunner, s3: FakeS3, faults: Faults | None = None) -> RedshiftSink:
+    async def client() -> FakeS3:
+        return s3
+
+    stager = S3Stager(client, StagingLocation("bucket", "stage"), "w1")
+    return RedshiftSink(runner, MAPPING, stager=stager, iam_role=ROLE, faults=faults)
+
+
+def test_a_copy_load_is_one_transaction_two_puts_and_one_delete() -> None:
+    runner, s3, faults = FakeRunner(inserted=15), FakeS3(), Faults()
+    sink = copy_sink(runner, s3, faults)
+    result = asyncio.run(sink.load(rows(20)))
+    assert (result.inserted, result.already_present) == (15, 5)
+    assert sink.path is LoadPath.COPY
+    [transaction] = runner.transactions
+    assert [s.split(" ")[0] for s in transaction] == ["CREATE", "COPY", "LOCK", "INSERT", "DROP"]
+    assert s3.calls == ["PutObject", "PutObject", "DeleteObjects"]
+    assert s3.objects == {}
+    assert sink.statements == 5
+    assert faults.hits == [FaultPoint.MID_STAGING, FaultPoint.BEFORE_COMMIT]
+
+
+def test_a_failed_copy_load_still_removes_what_it_staged() -> None:
+    runner, s3 = FakeRunner(fail=TransientError("1023")), FakeS3()
+    with pytest.raises(TransientError):
+        asyncio.run(copy_sink(runner, s3).load(rows(3)))
+    assert s3.calls[-1] == "DeleteObjects" and s3.objects == {}
+
+
+def test_failing_to_remove_staged_objects_does_not_fail_a_committed_load() -> None:
+    runner, s3 = FakeRunner(inserted=3), FakeS3(fail_delete=True)
+    result = asyncio.run(copy_sink(runner, s3).load(rows(3)))
+    assert result.inserted == 3  # the lifecycle rule collects the leftovers
+
+
+def test_the_insert_path_splits_a_batch_into_complete_transactions() -> None:
+    runner = FakeRunner(inserted=1)
+    sink = RedshiftSink(runner, MAPPING, max_statement_bytes=20_000, max_transaction_bytes=60_000)
+    batch = rows(200)
+    result = asyncio.run(sink.load(batch))
+    assert sink.path is LoadPath.INSERT
+    assert len(runner.transactions) > 1
+    for transaction in runner.transactions:
+        assert transaction[0].startswith("CREATE TEMP TABLE")
+        assert transaction[-3].startswith("LOCK") and transaction[-1].startswith("DROP")
+        assert len(transaction) <= 40
+    staged = sum(s.count("), (") + 1 for t in runner.transactions for s in t[1:-3])
+    assert staged == 200
+    assert result.inserted == len(runner.transactions)  # one row per merge, says the fake
+    assert result.inserted + result.already_present == 200
+
+
+def test_a_row_too_big_for_the_insert_path_is_rejected_so_the_loader_isolates_it() -> None:
+    sink = RedshiftSink(FakeRunner(), MAPPING, max_statement_bytes=500)
+    with pytest.raises(RowsRejectedError, match="statement limit"):
+        asyncio.run(sink.load(rows(1)))
+
+
+def test_the_copy_path_needs_its_role() -> None:
+    with pytest.raises(ValueError, match="IAM role"):
+        RedshiftSink(FakeRunner(), MAPPING, stager=object(), iam_role=None)  # type: ignore[arg-type]
