@@ -6,7 +6,7 @@ PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services fmt lint typecheck test bench demo all clean
+.PHONY: help setup services fmt lint typecheck test bench bench-redshift demo all clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ test: setup services ## the whole test suite (emulator, PostgreSQL, DuckDB, real
 
 bench: setup services ## throughput benchmark: prints figures
 	$(BIN)/python bench/throughput.py
+
+bench-redshift: setup services ## Redshift path: 100 ms warehouse latency, requests per million
+	$(BIN)/python bench/redshift_path.py latency
+	$(BIN)/python bench/redshift_path.py requests
 
 demo: setup ## 100,000 synthetic events through the emulator into DuckDB, reconciled
 	$(BIN)/sluice demo
