@@ -24,7 +24,7 @@ from sluice.errors import (
     SchemaError,
     TransientError,
 )
-from sluice.local.emulator import EMULATOR_CREDENTIALS
+from sluice.local.emulator import EMULATOR_CREDENTIALS, Emulator
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError
@@ -65,12 +65,14 @@ class Recorder:
         return [name for name, _ in self.calls]
 
 
-def run(moto: str, work: Callable[[Recorder, Recorder], Awaitable[T]]) -> T:  # (redshift-data, s3)
+def run(
+    moto: str, work: Callable[[Recorder, Recorder], Awaitable[T]], s3_endpoint: str | None = None
+) -> T:  # work gets (redshift-data, s3)
     async def go() -> T:
         clients = AwsClients("us-east-1", EMULATOR_CREDENTIALS, 8, 30)
         try:
             data = Recorder(await clients.get("redshift-data", moto))
-            s3 = Recorder(await clients.get("s3", moto))
+            s3 = Recorder(await clients.get("s3", s3_endpoint or moto))
             return await work(data, s3)
         finally:
             await clients.close()
@@ -238,8 +240,19 @@ def _bucket(moto: str) -> str:
     return name
 
 
-def test_s3_staging_writes_gzip_json_lines_and_a_manifest_then_removes_them(moto: str) -> None:
-    bucket = _bucket(moto)
+@pytest.fixture(params=["moto", "fauxqs"])
+def s3_endpoint(request: pytest.FixtureRequest, moto: str) -> str:
+    """Both S3-compatible endpoints at hand: moto server, and the SQS emulator's own S3."""
+    if request.param == "moto":
+        return moto
+    emulator: Emulator = request.getfixturevalue("emulator")
+    return emulator.endpoint
+
+
+def test_s3_staging_writes_gzip_json_lines_and_a_manifest_then_removes_them(
+    moto: str, s3_endpoint: str
+) -> None:
+    bucket = _bucket(s3_endpoint)
     mapping = load_mapping(None, "events")
     rows = make_rows(mapping, 25)
 
@@ -268,16 +281,16 @@ def test_s3_staging_writes_gzip_json_lines_and_a_manifest_then_removes_them(moto
         assert listed.get("KeyCount", 0) == 0
         assert stager.requests == 4  # ListObjectsV2, 2 x PutObject, DeleteObjects
 
-    run(moto, work)
+    run(moto, work, s3_endpoint)
 
 
-def test_s3_staging_on_a_missing_bucket_is_permanent(moto: str) -> None:
+def test_s3_staging_on_a_missing_bucket_is_permanent(moto: str, s3_endpoint: str) -> None:
     async def work(_: Recorder, s3: Recorder) -> None:
         stager = S3Stager(lambda: _ready(s3), StagingLocation.parse("s3://no-such-bucket-x/p"), "w")
         with pytest.raises(PermanentError, match="NoSuchBucket"):
             await stager.ping()
 
-    run(moto, work)
+    run(moto, work, s3_endpoint)
 
 
 def redshift_env(moto: str, **extra: str) -> dict[str, str]:
