@@ -21,6 +21,7 @@ class ScaleDirection(enum.Enum):
 
 class ScaleReason(enum.Enum):
     BACKLOG = "backlog"  # ceil(backlog / target) differs from the current count
+    BELOW_MIN = "below_min"  # fewer run than the minimum (start-up): restored at once
     OLDEST_AGE = "oldest_age"  # the oldest message is older than the SLO: one more worker
     AT_TARGET = "at_target"  # the count already matches the backlog
     AT_LIMIT = "at_limit"  # the backlog asks for more (or fewer) than min..max allows
@@ -129,7 +130,12 @@ class AutoscalePolicy:
             self.is_late(inputs.oldest_age)
             and math.ceil(max(inputs.backlog, 0) / self.target_backlog_per_worker) <= inputs.current
         )
-        reason = ScaleReason.OLDEST_AGE if by_age else ScaleReason.BACKLOG
+        if by_age:
+            reason = ScaleReason.OLDEST_AGE
+        elif below_min and target == self.min_workers:
+            reason = ScaleReason.BELOW_MIN
+        else:
+            reason = ScaleReason.BACKLOG
         decision = ScalingDecision(ScaleDirection.OUT, target, reason, inputs, wanted)
         return decision, ScalingMemory(last_scale_out=now, last_change=now)
 

@@ -97,6 +97,7 @@ def test_below_min_is_restored_at_once_despite_the_cooldown():
     memory = ScalingMemory(last_scale_out=0, last_change=0)
     decision, _ = decide(0, 0, now=1, memory=memory, policy=AutoscalePolicy(min_workers=2))
     assert (decision.direction, decision.desired) == (ScaleDirection.OUT, 2)
+    assert decision.reason is ScaleReason.BELOW_MIN
 
 
 def test_decision_describes_inputs_and_reason():
