@@ -347,6 +347,8 @@ def demo(messages: int, database: Path, seed: int) -> None:
 
 def main() -> None:
     from sluice.cli_dlq import dlq
+    from sluice.cli_plan import bench, plan
 
-    cli.add_command(dlq)
+    for command in (dlq, plan, bench):
+        cli.add_command(command)
     cli(prog_name="sluice")
