@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import psycopg
 
 from sluice.local.emulator import Emulator
 from tests.support import sqs
-from tests.support.worker import worker_env
-
-
-def sluice(
-    *args: str, env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sluice", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.support.worker import run_sluice, worker_env
 
 
 def test_plan_shows_the_guides_situation_and_measured_rates(emulator: Emulator) -> None:
@@ -36,7 +21,7 @@ def test_plan_shows_the_guides_situation_and_measured_rates(emulator: Emulator) 
         sink="duckdb",
         duckdb_path="unused.duckdb",
     )
-    done = sluice(
+    done = run_sluice(
         "plan",
         "--backlog",
         "2,800,000",
@@ -62,7 +47,7 @@ def test_plan_shows_the_guides_situation_and_measured_rates(emulator: Emulator) 
     assert by_rate[0.5]["workers_for_deadline"] == 19
     assert by_rate[6000.0]["recommended"] == 1
     assert by_rate[6000.0]["drain"][0]["verdict"] == "clears"
-    table = sluice(
+    table = run_sluice(
         "plan",
         "--backlog",
         "1000",
@@ -74,7 +59,7 @@ def test_plan_shows_the_guides_situation_and_measured_rates(emulator: Emulator) 
     )
     assert table.returncode == 0, table.stderr
     assert "workers to keep up" in table.stdout and "arithmetic" in table.stdout
-    bad = sluice("plan", "--deadline", "soon", "--worker-rate", "1/s", env=env)
+    bad = run_sluice("plan", "--deadline", "soon", "--worker-rate", "1/s", env=env)
     assert bad.returncode == 2 and "duration such as" in bad.stderr
 
 
@@ -87,7 +72,7 @@ def test_bench_loads_every_message_once_and_leaves_nothing(emulator: Emulator, p
         table="t",
         database_url=pg_dsn,
     )
-    done = sluice("bench", "--messages", "3000", "--configured", "--json", env=env, timeout=240)
+    done = run_sluice("bench", "--messages", "3000", "--configured", "--json", env=env, timeout=240)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["exact"] is True

@@ -9,9 +9,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,14 @@ from sluice.synth import synthetic_stream
 from tests.integration.test_metrics import get, samples
 from tests.support import sqs
 from tests.support.tcp_proxy import TcpFaultProxy
-from tests.support.worker import Worker, init_db, start_worker, wait_for, worker_env
+from tests.support.worker import (
+    Worker,
+    init_db,
+    run_sluice,
+    start_worker,
+    wait_for,
+    worker_env,
+)
 
 
 def supervisor_env(
@@ -76,28 +83,43 @@ def events(log: str, name: str) -> list[dict[str, Any]]:
     return found
 
 
+@dataclass
+class Supervised:
+    """A queue, a table and a supervisor environment; supervisors started are killed after."""
+
+    emulator: Emulator
+    queues: sqs.Queues
+    env: dict[str, str]
+    base: str
+    log: Path
+    started: list[Worker]
+
+    def start(self, *args: str) -> Worker:
+        worker = start_worker(self.env, self.log, *args)
+        self.started.append(worker)
+        return worker
+
+
 @pytest.fixture
-def stop_on_exit() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
+def supervised(
+    emulator: Emulator, pg_dsn: str, table_name: str, tmp_path: Path
+) -> Iterator[Supervised]:
+    queues = sqs.make_queues(emulator.endpoint)
+    env, base = supervisor_env(emulator, queues, table_name, pg_dsn, tmp_path)
+    init_db(env)
+    setup = Supervised(emulator, queues, env, base, tmp_path / "supervisor.log", [])
+    yield setup
+    for worker in setup.started:
         worker.kill()
 
 
 def test_fixed_workers_restart_serve_metrics_together_and_stop_gracefully(
-    emulator: Emulator,
-    pg_dsn: str,
-    table_name: str,
-    tmp_path: Path,
-    stop_on_exit: list[Worker],
+    supervised: Supervised, pg_dsn: str, table_name: str
 ) -> None:
-    queues = sqs.make_queues(emulator.endpoint)
-    env, base = supervisor_env(emulator, queues, table_name, pg_dsn, tmp_path)
-    init_db(env)
+    emulator, queues, base = supervised.emulator, supervised.queues, supervised.base
     plan = list(synthetic_stream(1500, malformed_ratio=0.02, seed=11))
     sqs.send(emulator.endpoint, queues.url, (m.body for m in plan))
-    supervisor = start_worker(env, tmp_path / "supervisor.log", "--processes", "2")
-    stop_on_exit.append(supervisor)
+    supervisor = supervised.start("--processes", "2")
 
     wait_for(lambda: len(running_pids(base)) == 2, 30, "two workers running")
     assert set(running_pids(base)) == {"sup-1", "sup-2"}
@@ -167,11 +189,7 @@ def test_fixed_workers_restart_serve_metrics_together_and_stop_gracefully(
 
 
 def test_autoscale_out_while_the_queue_grows_and_in_when_it_drains(
-    emulator: Emulator,
-    pg_dsn: str,
-    table_name: str,
-    tmp_path: Path,
-    stop_on_exit: list[Worker],
+    emulator: Emulator, pg_dsn: str, table_name: str, tmp_path: Path
 ) -> None:
     queues = sqs.make_queues(emulator.endpoint)
     params = psycopg.conninfo.conninfo_to_dict(pg_dsn)
@@ -196,18 +214,18 @@ def test_autoscale_out_while_the_queue_grows_and_in_when_it_drains(
         # few bursts outgrow one worker and three can still drain them in seconds.
         pg.set_latency(0.05)
         supervisor = start_worker(env, tmp_path / "supervisor.log", "--autoscale", "1:3")
-        stop_on_exit.append(supervisor)
-        wait_for(lambda: len(running_pids(base)) == 1, 30, "the minimum of one worker")
-
-        plan = list(synthetic_stream(1800, malformed_ratio=0, duplicate_ratio=0, seed=21))
-        bodies = [m.body for m in plan]
-        for start in range(0, len(bodies), 600):
-            sqs.send(emulator.endpoint, queues.url, bodies[start : start + 600])
-        wait_for(lambda: len(running_pids(base)) == 3, 30, "a scale-out to three workers")
-        wait_for(lambda: sqs.depth(emulator.endpoint, queues.url).total == 0, 120, "the drain")
-        wait_for(lambda: len(running_pids(base)) == 1, 30, "a scale-in back to one worker")
-        supervisor.signal(signal.SIGTERM)
-        assert supervisor.wait(timeout=30) == 0
+        try:
+            wait_for(lambda: len(running_pids(base)) == 1, 30, "the minimum of one worker")
+            bodies = [m.body for m in synthetic_stream(1800, malformed_ratio=0, duplicate_ratio=0)]
+            for start in range(0, len(bodies), 600):
+                sqs.send(emulator.endpoint, queues.url, bodies[start : start + 600])
+            wait_for(lambda: len(running_pids(base)) == 3, 30, "a scale-out to three workers")
+            wait_for(lambda: sqs.depth(emulator.endpoint, queues.url).total == 0, 120, "the drain")
+            wait_for(lambda: len(running_pids(base)) == 1, 30, "a scale-in back to one worker")
+            supervisor.signal(signal.SIGTERM)
+            assert supervisor.wait(timeout=30) == 0
+        finally:
+            supervisor.kill()
 
     decisions = events(supervisor.log, "scale_decision")
     assert decisions, "every decision is logged"
@@ -244,52 +262,22 @@ def test_status_shows_a_known_queue_without_a_supervisor(
     sqs.send(emulator.endpoint, queues.url, (f'{{"n": {i}}}' for i in range(250)))
     sqs.send(emulator.endpoint, queues.dlq_url, (f'{{"d": {i}}}' for i in range(7)))
     env, _ = supervisor_env(emulator, queues, table_name, pg_dsn, tmp_path)
-    done = subprocess.run(
-        [sys.executable, "-m", "sluice", "status", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_sluice("status", "--json", env=env)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["queue"] == {"visible": 250, "in_flight": 0, "delayed": 0, "dlq": 7, "age": 0.0}
     assert "need a supervisor" in doc["note"]
-    table = subprocess.run(
-        [sys.executable, "-m", "sluice", "status"],
-        env=env | {"COLUMNS": "120"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    table = run_sluice("status", env=env | {"COLUMNS": "120"})
     assert "250" in table.stdout and "dead-letter queue" in table.stdout
 
 
-def test_scale_command_pins_a_running_supervisor(
-    emulator: Emulator,
-    pg_dsn: str,
-    table_name: str,
-    tmp_path: Path,
-    stop_on_exit: list[Worker],
-) -> None:
-    queues = sqs.make_queues(emulator.endpoint)
-    env, base = supervisor_env(emulator, queues, table_name, pg_dsn, tmp_path)
-    init_db(env)
-    supervisor = start_worker(env, tmp_path / "supervisor.log", "--autoscale", "1:2")
-    stop_on_exit.append(supervisor)
+def test_scale_command_pins_a_running_supervisor(supervised: Supervised, tmp_path: Path) -> None:
+    env, base = supervised.env, supervised.base
+    supervisor = supervised.start("--autoscale", "1:2")
     wait_for(lambda: len(running_pids(base)) == 1, 30, "one worker")
 
     def scale(arg: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sluice", "scale", arg],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        return run_sluice("scale", arg, env=env, timeout=30)
 
     pinned = scale("3")
     assert pinned.returncode == 0, pinned.stderr
@@ -329,13 +317,6 @@ def test_bad_supervisor_settings_stop_start_up_naming_the_setting(
         (("--autoscale", "3:1"), "--autoscale='3:1' is invalid"),
         (("--processes", "0"), "--processes='0' is invalid"),
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "sluice", "run", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        done = run_sluice("run", *args, env=env, timeout=30)
         assert done.returncode == 2, (args, done.stderr)
         assert named in done.stderr, done.stderr
