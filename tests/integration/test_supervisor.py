@@ -320,3 +320,21 @@ def test_bad_supervisor_settings_stop_start_up_naming_the_setting(
         done = run_sluice("run", *args, env=env, timeout=30)
         assert done.returncode == 2, (args, done.stderr)
         assert named in done.stderr, done.stderr
+
+
+def test_drain_with_several_processes_ends_when_every_worker_has_drained(
+    supervised: Supervised, pg_dsn: str, table_name: str
+) -> None:
+    emulator, queues = supervised.emulator, supervised.queues
+    plan = list(synthetic_stream(2500, malformed_ratio=0.01, duplicate_ratio=0.02, seed=4))
+    sqs.send(emulator.endpoint, queues.url, (m.body for m in plan))
+    supervisor = supervised.start("--processes", "3", "--drain")
+    assert supervisor.wait(timeout=120) == 0
+    exits = events(supervisor.log, "worker_exited")
+    assert sorted(e["worker"] for e in exits) == ["sup-1", "sup-2", "sup-3"]
+    assert all(e["code"] == 0 for e in exits)
+    assert events(supervisor.log, "supervisor_drained")
+    assert sqs.depth(emulator.endpoint, queues.url).total == 0
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()
+    assert rows == (sum(1 for m in plan if m.valid and m.duplicate_of is None),)

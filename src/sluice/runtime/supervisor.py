@@ -81,7 +81,9 @@ class Supervisor:
         self.started = 0
         self.restarts = 0
         self.scale_events: dict[str, int] = {}
-        self.drained = False  # a child finished a --drain run: the queue was empty
+        # A child finished a --drain run: the queue was empty. Crashed workers are still
+        # restarted (SQS gives their messages back and someone must load them).
+        self.drained = False
         self.http: aiohttp.ClientSession | None = None
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -172,11 +174,16 @@ class Supervisor:
 
     async def _reconcile(self) -> None:
         async with self._lock:
-            target = 0 if self.drained else self.target_count()
             active = self.active_slots()
+            target = self.target_count()
+            if self.drained:
+                # The queue was seen empty: start nobody new, and stop nobody either; each
+                # worker left exits once it has settled what it holds and sees the queue empty.
+                return
             for _ in range(target - len(active)):
-                slot = self._free_slot()
-                await self._start(slot)
+                await self._start(self._free_slot())
+            if self.drain:
+                return  # a --drain run ends by draining, not by scale-in
             for slot in sorted(active, reverse=True)[: max(0, len(active) - target)]:
                 if slot in self.restarting:
                     self.restarting.pop(slot).cancel()
@@ -231,7 +238,7 @@ class Supervisor:
         await asyncio.sleep(delay)
         async with self._lock:
             self.restarting.pop(slot, None)
-            if slot in self.children or self.drained:
+            if slot in self.children:
                 return
             await self._start(slot)
             self.restarts += 1
