@@ -87,6 +87,7 @@ class Supervisor:
         self.http: aiohttp.ClientSession | None = None
         self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._watchers: set[asyncio.Task[None]] = set()
         self.log = structlog.get_logger("sluice.supervisor").bind(worker=settings.worker_id)
 
     # ---- the main loop -------------------------------------------------------------
@@ -204,7 +205,10 @@ class Supervisor:
         )
         self.children[slot] = child
         self.started += 1
-        asyncio.create_task(self._watch(child), name=f"watch-{child.worker_id}")  # noqa: RUF006
+        # Held here: the event loop keeps only weak references to tasks.
+        watcher = asyncio.create_task(self._watch(child), name=f"watch-{child.worker_id}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
 
     async def _watch(self, child: WorkerProcess) -> None:
         code = await child.process.wait()
@@ -261,8 +265,9 @@ class Supervisor:
                 child.kill()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-        # Let the watchers record the exits they are owed before the loop closes.
-        await asyncio.sleep(0)
+        # Let the watchers log the exits they are owed before the loop closes.
+        if self._watchers:
+            await asyncio.wait(list(self._watchers), timeout=5.0)
 
     # ---- queue depth, throughput, scaling ------------------------------------------
 
