@@ -348,7 +348,8 @@ def demo(messages: int, database: Path, seed: int) -> None:
 def main() -> None:
     from sluice.cli_dlq import dlq
     from sluice.cli_plan import bench, plan
+    from sluice.cli_simulate import simulate
 
-    for command in (dlq, plan, bench):
+    for command in (dlq, plan, bench, simulate):
         cli.add_command(command)
     cli(prog_name="sluice")

@@ -29,6 +29,7 @@ class ScaleReason(enum.Enum):
     IN_COOLDOWN = "scale_in_cooldown"
     NO_DATA = "no_data"  # the queue depth is unknown: keep what runs
     MANUAL = "manual"  # `sluice scale N` pinned the count
+    AGE_BLOCKS_SCALE_IN = "age_blocks_scale_in"  # oldest message over half the SLO: keep all
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,10 @@ class AutoscalePolicy:
 
     Age-aware: when the oldest message is older than ``scale_out_age`` the policy asks for
     one worker more than runs now even if the backlog is under target (a slow warehouse or
-    heavy messages make the backlog figure lie), so it never scales in while that holds.
-    Separate cooldowns: another scale-out waits ``scale_out_cooldown`` after the last one;
-    a scale-in waits ``scale_in_cooldown`` after any change, so the count does not flap.
+    heavy messages make the backlog figure lie), and it does not scale in until that age is
+    back under half the SLO. Separate cooldowns: another scale-out waits
+    ``scale_out_cooldown`` after the last one; a scale-in waits ``scale_in_cooldown`` after
+    any change, and halves the distance to the target at most, so the count does not flap.
     """
 
     min_workers: int = 1
@@ -105,6 +107,10 @@ class AutoscalePolicy:
 
     def is_late(self, oldest_age: float | None) -> bool:
         return oldest_age is not None and oldest_age > self.scale_out_age
+
+    def is_settling(self, oldest_age: float | None) -> bool:
+        """Hysteresis: no scale-in until the oldest message is back under half the SLO."""
+        return oldest_age is not None and oldest_age > self.scale_out_age / 2
 
     def decide(
         self, inputs: ScalingInputs, memory: ScalingMemory, now: float
@@ -142,11 +148,18 @@ class AutoscalePolicy:
     def _in(
         self, inputs: ScalingInputs, memory: ScalingMemory, now: float, wanted: int, target: int
     ) -> tuple[ScalingDecision, ScalingMemory]:
-        # Never reached while messages are late: then ``wanted`` exceeds the current count.
-        above_max = inputs.current > self.max_workers
-        if not above_max and _within(memory.last_change, now, self.scale_in_cooldown):
-            return self._hold(inputs, wanted, ScaleReason.IN_COOLDOWN), memory
-        decision = ScalingDecision(ScaleDirection.IN, target, ScaleReason.BACKLOG, inputs, wanted)
+        current = inputs.current
+        above_max = current > self.max_workers
+        if not above_max:
+            if self.is_settling(inputs.oldest_age):
+                return self._hold(inputs, wanted, ScaleReason.AGE_BLOCKS_SCALE_IN), memory
+            if _within(memory.last_change, now, self.scale_in_cooldown):
+                return self._hold(inputs, wanted, ScaleReason.IN_COOLDOWN), memory
+        # Halve the distance to the target, never more: shedding all surplus at once sends a
+        # fleet that only just keeps up below the arrival rate, and the age rule back out.
+        step_down = current - math.ceil((current - target) / 2)
+        desired = min(self.max_workers, step_down)
+        decision = ScalingDecision(ScaleDirection.IN, desired, ScaleReason.BACKLOG, inputs, wanted)
         return decision, replace(memory, last_change=now)
 
     @staticmethod

@@ -70,10 +70,19 @@ def test_scale_in_waits_for_its_own_cooldown_after_any_change():
     held, memory = decide(0, 5, now=299, memory=memory)
     assert held.reason is ScaleReason.IN_COOLDOWN
     down, memory = decide(0, 5, now=300, memory=memory)
-    assert (down.direction, down.desired) == (ScaleDirection.IN, 1)
+    # Half the distance to the target at a time: 5 -> 3 -> 2 -> 1, a cooldown apart.
+    assert (down.direction, down.desired, down.wanted) == (ScaleDirection.IN, 3, 0)
     assert memory.last_change == 300
+    steps = []
+    current, now = 3, 300.0
+    while current > 1:
+        now += 300
+        step, memory = decide(0, current, now=now, memory=memory)
+        steps.append(step.desired)
+        current = step.desired
+    assert steps == [2, 1]
     # Scaling out again right after a scale-in is not blocked: backlog must not wait.
-    up, _ = decide(2500, 1, now=301, memory=memory)
+    up, _ = decide(2500, 1, now=now + 1, memory=memory)
     assert (up.direction, up.desired) == (ScaleDirection.OUT, 3)
 
 
@@ -81,7 +90,13 @@ def test_old_messages_add_a_worker_even_under_the_backlog_target():
     decision, _ = decide(10, 2, now=0, age=601)
     assert (decision.direction, decision.desired) == (ScaleDirection.OUT, 3)
     assert decision.reason is ScaleReason.OLDEST_AGE
-    calm, _ = decide(10, 2, now=0, age=599, memory=ScalingMemory(last_change=-1000))
+    # Hysteresis: under the SLO but over half of it, nobody is shed yet.
+    settling, _ = decide(10, 2, now=0, age=599, memory=ScalingMemory(last_change=-1000))
+    assert (settling.direction, settling.reason) == (
+        ScaleDirection.HOLD,
+        ScaleReason.AGE_BLOCKS_SCALE_IN,
+    )
+    calm, _ = decide(10, 2, now=0, age=299, memory=ScalingMemory(last_change=-1000))
     assert calm.direction is ScaleDirection.IN
 
 
