@@ -24,8 +24,9 @@ $(NODE_STAMP): package.json package-lock.json
 
 setup: $(PY_STAMP) $(NODE_STAMP) ## install Python deps (locked) and the SQS emulator
 
-services: ## start PostgreSQL if it is installed but not running
+services: ## start PostgreSQL if it is installed but not running; install promtool if missing
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-tools.sh
 
 fmt: setup ## format the code
 	$(BIN)/ruff format src tests bench

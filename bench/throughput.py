@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import emulator_worker_env  # noqa: E402
+from sluice.benchmark import measure_child  # noqa: E402
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator  # noqa: E402
 from sluice.sender import send_bodies  # noqa: E402
 from sluice.sources.sqs import SqsQueue, sqs_client  # noqa: E402
@@ -72,36 +72,10 @@ async def bare_drain(endpoint: str, url: str, concurrency: int) -> None:
         await asyncio.gather(*(loop() for _ in range(concurrency)))
 
 
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM: the peak RSS of the program now running in ``pid`` (0 once it has gone)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, int]:
-    """Run a child; return (wall s, CPU s, peak RSS KiB, exit code).
-
-    Peak RSS is read from /proc while the child runs: rusage's ru_maxrss would also count
-    the pages of this (large) parent that the child shared between fork and exec.
-    """
-    started = time.monotonic()
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        peak = max(peak, peak_rss_kib(process.pid))
-        time.sleep(0.02)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - started
-    return wall, usage.ru_utime + usage.ru_stime, peak, process.returncode
+    """Run a child; return (wall s, CPU s, peak RSS KiB, exit code)."""
+    usage = measure_child(args, env)
+    return usage.wall, usage.cpu, usage.peak_rss_kib, usage.exit_code
 
 
 def main() -> None:

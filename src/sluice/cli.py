@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -102,14 +103,34 @@ def _obj(ctx: click.Context) -> CliContext:
 
 @cli.command()
 @click.option("--drain", is_flag=True, help="Exit once the queue is empty and all is settled.")
+@click.option(
+    "--processes",
+    default=None,
+    help="Run N worker processes under a supervisor [env SLUICE_PROCESSES].",
+)
+@click.option(
+    "--autoscale",
+    default=None,
+    help="Run MIN:MAX worker processes, scaled by queue depth [env SLUICE_AUTOSCALE].",
+)
 @click.pass_context
-def run(ctx: click.Context, drain: bool) -> None:
-    """Consume until stopped (SIGTERM/SIGINT: graceful; a second signal: at once)."""
+def run(ctx: click.Context, drain: bool, processes: str | None, autoscale: str | None) -> None:
+    """Consume until stopped (SIGTERM/SIGINT: graceful; a second signal: at once).
+
+    With --processes or --autoscale, a supervisor runs the workers as child processes,
+    restarts any that die, and serves all their metrics on PORT.
+    """
     obj = _obj(ctx)
+    for name, value in (("processes", processes), ("autoscale", autoscale)):
+        if value is not None:
+            obj.flags[name] = value
     settings = obj.settings()
     if not settings.enable_consumer:
         structlog.get_logger("sluice").info("consumer_disabled", env="ENABLE_SQS_CONSUMER")
         run_async(_wait_for_signal())
+        return
+    if settings.supervised:
+        _supervise(obj, settings, drain)
         return
     console = Console(stderr=True)
     show = drain and console.is_terminal
@@ -123,6 +144,66 @@ def run(ctx: click.Context, drain: bool) -> None:
     click.echo(
         f"{summary.reason.value}: {c.inserted} rows loaded, {c.duplicates} duplicates absorbed, "
         f"{c.failed} dead-lettered, {c.processed / max(summary.seconds, 1e-9):.0f} msg/s",
+        err=True,
+    )
+
+
+def _supervise(obj: CliContext, settings: Settings, drain: bool) -> None:
+    from sluice.runtime.supervisor import Supervisor
+
+    supervisor = Supervisor(settings, drain=drain, env=os.environ)
+    summary = run_async(supervisor.run(asyncio.Event(), obj.credentials()))
+    click.echo(
+        f"supervisor stopped: {summary.started} worker processes started, "
+        f"{summary.restarts} restarts, {summary.scale_events} scaling actions",
+        err=True,
+    )
+
+
+@cli.command()
+@click.option("--url", default=None, help="A supervisor's PORT, e.g. http://10.0.0.5:3000.")
+@click.option(
+    "--watch",
+    "every",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    is_flag=False,
+    flag_value=5.0,
+    help="Refresh every N seconds (default 5) until Ctrl-C.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def status(ctx: click.Context, url: str | None, every: float | None, as_json: bool) -> None:
+    """Queue depth, in flight, DLQ, oldest age, throughput (1 and 5 min), workers, drain ETA.
+
+    Asks the supervisor on SLUICE_CONTROL_SOCKET (or --url); without one, shows the queue's
+    own figures from GetQueueAttributes.
+    """
+    from sluice.cli_status import gather_status, render_status, watch_status
+
+    obj = _obj(ctx)
+    settings = obj.settings()
+    if every is None:
+        render_status(run_async(gather_status(settings, url, obj.credentials())), as_json=as_json)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(watch_status(settings, obj.credentials(), url=url, every=every, as_json=as_json))
+
+
+@cli.command()
+@click.argument("workers")
+@click.pass_context
+def scale(ctx: click.Context, workers: str) -> None:
+    """Set a running supervisor's worker count now (WORKERS), or `auto` to hand it back to
+    the autoscaling policy. Talks to SLUICE_CONTROL_SOCKET."""
+    from sluice.cli_status import scale_supervisor
+
+    if workers != "auto" and not workers.isdigit():
+        fail(f"WORKERS={workers!r} is invalid: must be a whole number or 'auto'", EXIT_CONFIG)
+    doc = run_async(scale_supervisor(_obj(ctx).settings(), workers))
+    click.echo(
+        f"supervisor {doc['supervisor']['pid']}: {doc['workers']['desired']} worker(s) desired, "
+        f"{doc['workers']['running']} running ({doc['supervisor']['mode']})",
         err=True,
     )
 
@@ -282,6 +363,9 @@ def demo(messages: int, database: Path, seed: int) -> None:
 
 def main() -> None:
     from sluice.cli_dlq import dlq
+    from sluice.cli_plan import bench, plan
+    from sluice.cli_simulate import simulate
 
-    cli.add_command(dlq)
+    for command in (dlq, plan, bench, simulate):
+        cli.add_command(command)
     cli(prog_name="sluice")

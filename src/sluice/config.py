@@ -13,20 +13,35 @@ import enum
 import os
 import re
 import socket
+import tempfile
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from sluice.config_parse import (
+    Spec,
+    choice_of,
+    enum_of,
+    float_range,
+    http_url,
+    int_range,
+    nonempty_text,
+    parse_bool,
+    pg_url,
+    table_identifier,
+)
 from sluice.config_redshift import (
+    REDSHIFT_SPECS,
     RedshiftConnection,
     RedshiftLoadPath,
     check_redshift,
     redshift_defaults,
 )
 from sluice.errors import ConfigError
+from sluice.scaling import MAX_PROCESSES, AutoscalePolicy, ScaleRange
 
 
 class SinkKind(enum.Enum):
@@ -95,6 +110,15 @@ class Settings:
     log_level: str = "info"
     fault_point: FaultPoint | None = None
     fault_after: int = 1
+    processes: int = 1
+    autoscale: ScaleRange | None = None
+    target_backlog_per_worker: int = 50_000
+    scale_out_cooldown: float = 60.0
+    scale_in_cooldown: float = 300.0
+    scale_out_age: float = 600.0
+    restart_max_backoff: float = 30.0
+    control_socket: str | None = None
+    http_host: str = "0.0.0.0"  # noqa: S104  probes and Prometheus scrape from outside
     redshift_connection: RedshiftConnection = RedshiftConnection.DATA_API
     redshift_workgroup: str | None = None
     redshift_secret_arn: str | None = None
@@ -114,6 +138,11 @@ class Settings:
         return max(0.5, self.visibility_timeout / 6)
 
     @property
+    def effective_load_concurrency(self) -> int:
+        # DuckDB allows one writer per file; parallel loads would only queue on its lock.
+        return 1 if self.sink is SinkKind.DUCKDB else self.load_concurrency
+
+    @property
     def redshift_copy(self) -> bool:
         """Whether the Redshift sink stages batches in S3 (else multi-row INSERTs)."""
         if self.redshift_load_path is RedshiftLoadPath.AUTO:
@@ -121,222 +150,99 @@ class Settings:
         return self.redshift_load_path is RedshiftLoadPath.COPY
 
     @property
-    def effective_load_concurrency(self) -> int:
-        # DuckDB allows one writer per file; parallel loads would only queue on its lock.
-        return 1 if self.sink is SinkKind.DUCKDB else self.load_concurrency
-
-
-@dataclass(frozen=True)
-class _Spec:
-    name: str
-    env: str
-    parse: Callable[[str], object]
-    help: str
-    secret: bool = False
+    def supervised(self) -> bool:
+        """Several worker processes under one supervisor rather than one worker."""
+        return self.processes > 1 or self.autoscale is not None
 
     @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-def validate_identifier(value: str, *, qualified: bool = False) -> str:
-    """Accept ``name`` (or ``schema.name`` when qualified) made of safe identifier parts."""
-    parts = value.split(".") if qualified else [value]
-    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
-        shape = "[schema.]name" if qualified else "name"
-        raise ValueError(
-            f"must be an identifier {shape} of letters, digits and underscores "
-            "(starting with a letter or underscore, at most 63 characters each)"
+    def autoscale_policy(self) -> AutoscalePolicy:
+        scale = self.autoscale or ScaleRange(self.processes, self.processes)
+        return AutoscalePolicy(
+            min_workers=scale.low,
+            max_workers=scale.high,
+            target_backlog_per_worker=self.target_backlog_per_worker,
+            scale_out_cooldown=self.scale_out_cooldown,
+            scale_in_cooldown=self.scale_in_cooldown,
+            scale_out_age=self.scale_out_age,
         )
-    return value
+
+    @property
+    def control_socket_path(self) -> Path:
+        """The supervisor's control socket (`sluice scale`, `sluice status`)."""
+        if self.control_socket:
+            return Path(self.control_socket)
+        return Path(tempfile.gettempdir()) / f"sluice-{os.getuid()}" / "supervisor.sock"
 
 
-def _int(lo: int, hi: int) -> Callable[[str], object]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"must be an integer from {lo} to {hi}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be an integer from {lo} to {hi}")
-        return value
-
-    return parse
-
-
-def _float(lo: float, hi: float) -> Callable[[str], object]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ValueError(f"must be a number from {lo:g} to {hi:g}") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"must be a number from {lo:g} to {hi:g}")
-        return value
-
-    return parse
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError("must be true or false (also 1/0, yes/no, on/off)")
-
-
-def _enum(kind: type[enum.Enum]) -> Callable[[str], object]:
-    allowed = ", ".join(str(m.value) for m in kind)
-
-    def parse(raw: str) -> enum.Enum:
-        try:
-            return kind(raw.strip().lower())
-        except ValueError:
-            raise ValueError(f"must be one of: {allowed}") from None
-
-    return parse
-
-
-def _choice(*allowed: str) -> Callable[[str], object]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"must be one of: {', '.join(allowed)}")
-        return value
-
-    return parse
-
-
-def _url(raw: str) -> str:
-    parts = urlsplit(raw.strip())
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError("must be an http(s) URL")
-    return raw.strip()
-
-
-def _pg_url(raw: str) -> str:
-    value = raw.strip()
-    if not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
-        raise ValueError("must be a postgresql:// URL or a libpq key=value string")
-    return value
-
-
-def _text(raw: str) -> str:
-    value = raw.strip()
-    if not value:
-        raise ValueError("must not be empty")
-    return value
-
-
-def _table(raw: str) -> str:
-    return validate_identifier(raw.strip(), qualified=True)
-
-
-def _column(raw: str) -> str:
-    return validate_identifier(raw.strip())
-
-
-def _s3_uri(raw: str) -> str:
-    parts = urlsplit(raw.strip())
-    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError("must be an s3://bucket/prefix URI")
-    return raw.strip().rstrip("/")
-
-
-_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:[A-Za-z0-9_+=,.@:/-]+")
-
-
-def _arn(raw: str) -> str:
-    value = raw.strip()
-    if not _ARN.fullmatch(value):
-        raise ValueError("must be an ARN (arn:aws:service:region:account:resource)")
-    return value
-
-
-SPECS: tuple[_Spec, ...] = (
-    _Spec("queue_url", "SQS_QUEUE_URL", _url, "URL of the source SQS queue"),
-    _Spec("max_messages", "SQS_MAX_MESSAGES", _int(1, 10), "messages asked for per receive"),
-    _Spec("wait_time_seconds", "SQS_WAIT_TIME_SECONDS", _int(0, 20), "long-poll wait"),
-    _Spec("aws_region", "AWS_REGION", _text, "AWS region"),
-    _Spec("sqs_endpoint_url", "AWS_ENDPOINT_URL_SQS", _url, "SQS endpoint (an emulator)"),
-    _Spec("worker_id", "WORKER_ID", _text, "name of this worker in logs and metrics"),
-    _Spec("enable_consumer", "ENABLE_SQS_CONSUMER", _bool, "false: run without consuming"),
-    _Spec("port", "PORT", _int(0, 65535), "HTTP port for /metrics, /healthz, /readyz (0: off)"),
-    _Spec("table_name", "REDSHIFT_TABLE_NAME", _table, "target table, whatever the sink"),
-    _Spec("redshift_cluster_identifier", "REDSHIFT_CLUSTER_IDENTIFIER", _text, "Redshift"),
-    _Spec("redshift_database", "REDSHIFT_DATABASE", _text, "Redshift database"),
-    _Spec("redshift_db_user", "REDSHIFT_DB_USER", _text, "Redshift database user"),
-    _Spec("sink", "SLUICE_SINK", _enum(SinkKind), "warehouse: duckdb, postgres or redshift"),
-    _Spec("database_url", "SLUICE_DATABASE_URL", _pg_url, "PostgreSQL DSN", secret=True),
-    _Spec("duckdb_path", "SLUICE_DUCKDB_PATH", _text, "DuckDB database file"),
-    _Spec("dlq_url", "SLUICE_DLQ_URL", _url, "dead-letter queue URL for permanent failures"),
-    _Spec("sqs_client", "SLUICE_SQS_CLIENT", _enum(SqsClientKind), "wire (fast) or botocore"),
-    _Spec("mapping_file", "SLUICE_MAPPING_FILE", _text, "TOML table mapping"),
-    _Spec("receive_concurrency", "SLUICE_RECEIVE_CONCURRENCY", _int(1, 256), "long polls"),
-    _Spec("max_held_messages", "SLUICE_MAX_HELD_MESSAGES", _int(10, 1_000_000), "backpressure"),
-    _Spec("batch_max_rows", "SLUICE_BATCH_MAX_ROWS", _int(1, 1_000_000), "flush at rows"),
-    _Spec("batch_max_bytes", "SLUICE_BATCH_MAX_BYTES", _int(1024, 1 << 30), "flush at bytes"),
-    _Spec("batch_max_age", "SLUICE_BATCH_MAX_AGE", _float(0.01, 900), "flush at age (s)"),
-    _Spec("load_concurrency", "SLUICE_LOAD_CONCURRENCY", _int(1, 16), "loads in parallel"),
-    _Spec("visibility_timeout", "SLUICE_VISIBILITY_TIMEOUT", _int(2, 43_200), "visibility (s)"),
-    _Spec("shutdown_grace", "SLUICE_SHUTDOWN_GRACE", _float(0.5, 3600), "stop deadline (s)"),
-    _Spec("stats_interval", "SLUICE_STATS_INTERVAL", _float(0.1, 86_400), "stats line (s)"),
-    _Spec(
+SPECS: tuple[Spec, ...] = (
+    Spec("queue_url", "SQS_QUEUE_URL", http_url, "URL of the source SQS queue"),
+    Spec("max_messages", "SQS_MAX_MESSAGES", int_range(1, 10), "messages asked for per receive"),
+    Spec("wait_time_seconds", "SQS_WAIT_TIME_SECONDS", int_range(0, 20), "long-poll wait"),
+    Spec("aws_region", "AWS_REGION", nonempty_text, "AWS region"),
+    Spec("sqs_endpoint_url", "AWS_ENDPOINT_URL_SQS", http_url, "SQS endpoint (an emulator)"),
+    Spec("worker_id", "WORKER_ID", nonempty_text, "name of this worker in logs and metrics"),
+    Spec("enable_consumer", "ENABLE_SQS_CONSUMER", parse_bool, "false: run without consuming"),
+    Spec("port", "PORT", int_range(0, 65535), "HTTP port for /metrics, /healthz, /readyz (0: off)"),
+    Spec("table_name", "REDSHIFT_TABLE_NAME", table_identifier, "target table, whatever the sink"),
+    Spec("redshift_cluster_identifier", "REDSHIFT_CLUSTER_IDENTIFIER", nonempty_text, "Redshift"),
+    Spec("redshift_database", "REDSHIFT_DATABASE", nonempty_text, "Redshift database"),
+    Spec("redshift_db_user", "REDSHIFT_DB_USER", nonempty_text, "Redshift database user"),
+    Spec("sink", "SLUICE_SINK", enum_of(SinkKind), "warehouse: duckdb, postgres or redshift"),
+    Spec("database_url", "SLUICE_DATABASE_URL", pg_url, "PostgreSQL DSN", secret=True),
+    Spec("duckdb_path", "SLUICE_DUCKDB_PATH", nonempty_text, "DuckDB database file"),
+    Spec("dlq_url", "SLUICE_DLQ_URL", http_url, "dead-letter queue URL for permanent failures"),
+    Spec("sqs_client", "SLUICE_SQS_CLIENT", enum_of(SqsClientKind), "wire (fast) or botocore"),
+    Spec("mapping_file", "SLUICE_MAPPING_FILE", nonempty_text, "TOML table mapping"),
+    Spec("receive_concurrency", "SLUICE_RECEIVE_CONCURRENCY", int_range(1, 256), "long polls"),
+    Spec("max_held_messages", "SLUICE_MAX_HELD_MESSAGES", int_range(10, 1_000_000), "backpressure"),
+    Spec("batch_max_rows", "SLUICE_BATCH_MAX_ROWS", int_range(1, 1_000_000), "flush at rows"),
+    Spec("batch_max_bytes", "SLUICE_BATCH_MAX_BYTES", int_range(1024, 1 << 30), "flush at bytes"),
+    Spec("batch_max_age", "SLUICE_BATCH_MAX_AGE", float_range(0.01, 900), "flush at age (s)"),
+    Spec("load_concurrency", "SLUICE_LOAD_CONCURRENCY", int_range(1, 16), "loads in parallel"),
+    Spec("visibility_timeout", "SLUICE_VISIBILITY_TIMEOUT", int_range(2, 43_200), "visibility (s)"),
+    Spec("shutdown_grace", "SLUICE_SHUTDOWN_GRACE", float_range(0.5, 3600), "stop deadline (s)"),
+    Spec("stats_interval", "SLUICE_STATS_INTERVAL", float_range(0.1, 86_400), "stats line (s)"),
+    Spec(
         "queue_attributes_interval",
         "SLUICE_QUEUE_ATTRIBUTES_INTERVAL",
-        _float(1, 3600),
+        float_range(1, 3600),
         "GetQueueAttributes for metrics (s)",
     ),
-    _Spec("retry_max_backoff", "SLUICE_RETRY_MAX_BACKOFF", _float(0.01, 3600), "backoff cap"),
-    _Spec("log_format", "SLUICE_LOG_FORMAT", _enum(LogFormat), "auto, json or console"),
-    _Spec("log_level", "SLUICE_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "level"),
-    _Spec("fault_point", "SLUICE_FAULT_POINT", _enum(FaultPoint), "TEST ONLY: crash point"),
-    _Spec("fault_after", "SLUICE_FAULT_AFTER", _int(1, 1_000_000), "TEST ONLY: crash on Nth"),
-    _Spec(
-        "redshift_connection",
-        "SLUICE_REDSHIFT_CONNECTION",
-        _enum(RedshiftConnection),
-        "data_api or direct",
+    Spec("retry_max_backoff", "SLUICE_RETRY_MAX_BACKOFF", float_range(0.01, 3600), "backoff cap"),
+    Spec("log_format", "SLUICE_LOG_FORMAT", enum_of(LogFormat), "auto, json or console"),
+    Spec("log_level", "SLUICE_LOG_LEVEL", choice_of("debug", "info", "warning", "error"), "level"),
+    Spec("fault_point", "SLUICE_FAULT_POINT", enum_of(FaultPoint), "TEST ONLY: crash point"),
+    Spec("fault_after", "SLUICE_FAULT_AFTER", int_range(1, 1_000_000), "TEST ONLY: crash on Nth"),
+    Spec("processes", "SLUICE_PROCESSES", int_range(1, MAX_PROCESSES), "worker processes"),
+    Spec("autoscale", "SLUICE_AUTOSCALE", ScaleRange.parse, "MIN:MAX processes by depth"),
+    Spec(
+        "target_backlog_per_worker",
+        "SLUICE_TARGET_BACKLOG_PER_WORKER",
+        int_range(1, 1_000_000_000),
+        "autoscale: visible messages one worker should face",
     ),
-    _Spec("redshift_workgroup", "SLUICE_REDSHIFT_WORKGROUP", _text, "Redshift Serverless"),
-    _Spec("redshift_secret_arn", "SLUICE_REDSHIFT_SECRET_ARN", _arn, "Data API secret"),
-    _Spec("redshift_iam_auth", "SLUICE_REDSHIFT_IAM_AUTH", _bool, "direct: GetClusterCredentials"),
-    _Spec(
-        "redshift_load_path",
-        "SLUICE_REDSHIFT_LOAD_PATH",
-        _enum(RedshiftLoadPath),
-        "auto, copy or insert",
+    Spec(
+        "scale_out_cooldown",
+        "SLUICE_SCALE_OUT_COOLDOWN",
+        float_range(0, 86_400),
+        "between scale-outs (s)",
     ),
-    _Spec("redshift_iam_role", "SLUICE_REDSHIFT_IAM_ROLE", _arn, "role COPY reads S3 with"),
-    _Spec("redshift_sort_key", "SLUICE_REDSHIFT_SORT_KEY", _column, "init-db sort key column"),
-    _Spec(
-        "redshift_statement_timeout",
-        "SLUICE_REDSHIFT_STATEMENT_TIMEOUT",
-        _float(1, 86_400),
-        "Data API statement deadline (s)",
+    Spec(
+        "scale_in_cooldown",
+        "SLUICE_SCALE_IN_COOLDOWN",
+        float_range(0, 86_400),
+        "before a scale-in (s)",
     ),
-    _Spec("s3_staging_uri", "SLUICE_S3_STAGING_URI", _s3_uri, "s3://bucket/prefix for COPY"),
-    _Spec("s3_endpoint_url", "AWS_ENDPOINT_URL_S3", _url, "S3 endpoint (an emulator)"),
-    _Spec(
-        "redshift_data_endpoint_url",
-        "AWS_ENDPOINT_URL_REDSHIFT_DATA",
-        _url,
-        "Redshift Data API endpoint (an emulator)",
+    Spec("scale_out_age", "SLUICE_SCALE_OUT_AGE", float_range(1, 1_209_600), "oldest-age SLO (s)"),
+    Spec(
+        "restart_max_backoff",
+        "SLUICE_RESTART_MAX_BACKOFF",
+        float_range(0.1, 3600),
+        "restart cap (s)",
     ),
-    _Spec(
-        "redshift_endpoint_url",
-        "AWS_ENDPOINT_URL_REDSHIFT",
-        _url,
-        "Redshift API endpoint (GetClusterCredentials)",
-    ),
+    Spec("control_socket", "SLUICE_CONTROL_SOCKET", nonempty_text, "supervisor control socket"),
+    Spec("http_host", "SLUICE_HTTP_HOST", nonempty_text, "address the HTTP endpoints listen on"),
+    *REDSHIFT_SPECS,
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
 assert set(_BY_NAME) == {f.name for f in fields(Settings)}, "every setting needs a spec"
@@ -413,6 +319,16 @@ def _check_together(s: Settings) -> None:
             f"SLUICE_VISIBILITY_TIMEOUT={s.visibility_timeout} so a batch is loaded and "
             "deleted before its messages could reappear"
         )
+    if s.processes > 1 and s.autoscale is not None:
+        raise ConfigError(
+            f"SLUICE_PROCESSES={s.processes} conflicts with SLUICE_AUTOSCALE={s.autoscale}: "
+            "give a fixed count or a range, not both"
+        )
+    if s.supervised and s.sink is SinkKind.DUCKDB:
+        raise ConfigError(
+            "SLUICE_SINK=duckdb allows one writer process: use SLUICE_SINK=postgres (or one "
+            "process) with SLUICE_PROCESSES or SLUICE_AUTOSCALE"
+        )
     if s.max_held_messages < s.max_messages * s.receive_concurrency:
         raise ConfigError(
             f"SLUICE_MAX_HELD_MESSAGES={s.max_held_messages} is invalid: must be at least "
@@ -435,6 +351,16 @@ def mask_secret_url(value: str) -> str:
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """Every setting that has a value, as the environment variable that sets it."""
+    env = {}
+    for spec in SPECS:
+        value = getattr(settings, spec.name)
+        if value is not None:
+            env[spec.env] = _as_text(value)
+    return env
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

@@ -9,6 +9,17 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any
 
+from sluice.config_parse import (
+    Spec,
+    aws_arn,
+    column_identifier,
+    enum_of,
+    float_range,
+    http_url,
+    nonempty_text,
+    parse_bool,
+    s3_uri,
+)
 from sluice.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,3 +113,51 @@ def _check_tls(url: str) -> None:
             f"SLUICE_DATABASE_URL sslmode={mode} is invalid for Redshift: use verify-full "
             "(the default when sslmode is not given) or verify-ca"
         )
+
+
+REDSHIFT_SPECS: tuple[Spec, ...] = (
+    Spec(
+        "redshift_connection",
+        "SLUICE_REDSHIFT_CONNECTION",
+        enum_of(RedshiftConnection),
+        "data_api or direct",
+    ),
+    Spec("redshift_workgroup", "SLUICE_REDSHIFT_WORKGROUP", nonempty_text, "Redshift Serverless"),
+    Spec("redshift_secret_arn", "SLUICE_REDSHIFT_SECRET_ARN", aws_arn, "Data API secret"),
+    Spec(
+        "redshift_iam_auth", "SLUICE_REDSHIFT_IAM_AUTH", parse_bool, "direct: GetClusterCredentials"
+    ),
+    Spec(
+        "redshift_load_path",
+        "SLUICE_REDSHIFT_LOAD_PATH",
+        enum_of(RedshiftLoadPath),
+        "auto, copy or insert",
+    ),
+    Spec("redshift_iam_role", "SLUICE_REDSHIFT_IAM_ROLE", aws_arn, "role COPY reads S3 with"),
+    Spec(
+        "redshift_sort_key",
+        "SLUICE_REDSHIFT_SORT_KEY",
+        column_identifier,
+        "init-db sort key column",
+    ),
+    Spec(
+        "redshift_statement_timeout",
+        "SLUICE_REDSHIFT_STATEMENT_TIMEOUT",
+        float_range(1, 86_400),
+        "Data API statement deadline (s)",
+    ),
+    Spec("s3_staging_uri", "SLUICE_S3_STAGING_URI", s3_uri, "s3://bucket/prefix for COPY"),
+    Spec("s3_endpoint_url", "AWS_ENDPOINT_URL_S3", http_url, "S3 endpoint (an emulator)"),
+    Spec(
+        "redshift_data_endpoint_url",
+        "AWS_ENDPOINT_URL_REDSHIFT_DATA",
+        http_url,
+        "Redshift Data API endpoint (an emulator)",
+    ),
+    Spec(
+        "redshift_endpoint_url",
+        "AWS_ENDPOINT_URL_REDSHIFT",
+        http_url,
+        "Redshift API endpoint (GetClusterCredentials)",
+    ),
+)

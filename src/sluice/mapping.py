@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from sluice.config import validate_identifier
+from sluice.config_parse import validate_identifier
 from sluice.convert import ColumnType, Converter, converter_for
 from sluice.errors import ConfigError, FailureReason, MessageError
 from sluice.model import MappedRow, ReceivedMessage

@@ -66,9 +66,11 @@ def test_metrics_health_and_readiness(
                 found.get(("sluice_messages_total", (("outcome", o),)), 0)
                 for o in ("loaded", "duplicate", "dead_lettered")
             )
-            return done >= len(plan)
+            deleted = found.get(("sluice_messages_total", (("outcome", "deleted"),)), 0)
+            # Deletes follow the commit: wait for both, or a loaded machine sees them apart.
+            return done >= len(plan) and deleted >= len(plan)
 
-        wait_for(settled, 60, "every message counted in /metrics")
+        wait_for(settled, 60, "every message counted and deleted in /metrics")
         found = samples(get(f"{base}/metrics")[1])
         outcome = {
             o: found[("sluice_messages_total", (("outcome", o),))]

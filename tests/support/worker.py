@@ -113,3 +113,17 @@ def init_db(env: Mapping[str, str]) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def run_sluice(
+    *args: str, env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """One `sluice` command to its end, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "sluice", *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -14,8 +14,8 @@ from sluice.config import (
     describe,
     load_settings,
     mask_secret_url,
-    validate_identifier,
 )
+from sluice.config_parse import validate_identifier
 from sluice.errors import ConfigError
 
 BASE_ENV = {"WORKER_ID": "w-test"}  # keeps the hostname-derived default out of the way

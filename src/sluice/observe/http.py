@@ -1,60 +1,91 @@
-"""The worker's HTTP endpoints on PORT: /metrics, /healthz (alive), /readyz (can work)."""
+"""HTTP endpoints: a worker's or the supervisor's /metrics, /healthz, /readyz (and more).
+
+``HttpService`` serves an aiohttp app on TCP (PORT, reachable by probes and Prometheus) or
+on a Unix socket (the supervisor's control channel, reachable only by its own user).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
-from sluice.observe.metrics import CONTENT_TYPE, WorkerMetrics
+from sluice.observe.metrics import CONTENT_TYPE
 
-# Probes and Prometheus scrape from outside the container, so listen on every interface.
-ANY_HOST = "0.0.0.0"  # noqa: S104
 Readiness = Callable[[], Awaitable[list[str]]]  # the reasons it is not ready; empty = ready
+Render = Callable[[], Awaitable[bytes]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class HealthServer:
-    def __init__(
-        self, metrics: WorkerMetrics, readiness: Readiness, port: int, host: str = ANY_HOST
-    ) -> None:
-        self.metrics = metrics
-        self.readiness = readiness
-        self.port = port
-        self.host = host
+class HttpService:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
         self._runner: web.AppRunner | None = None
         self.log = structlog.get_logger("sluice.http")
 
-    async def start(self) -> bool:
+    async def start_tcp(self, host: str, port: int) -> bool:
         """Serve; False (logged) when the port is taken, e.g. by another worker on the host."""
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        runner = await self._setup()
         try:
-            await web.TCPSite(self._runner, self.host, self.port).start()
+            await web.TCPSite(runner, host, port).start()
         except OSError as exc:
-            self.log.warning("http_port_unavailable", port=self.port, error=str(exc))
+            self.log.warning("http_port_unavailable", port=port, error=str(exc))
             await self.stop()
             return False
-        self.log.info("http_listening", port=self.port)
+        self.log.info("http_listening", host=host, port=port)
         return True
+
+    async def start_unix(self, path: Path) -> None:
+        """Serve on a socket in a directory only this user can enter."""
+        _prepare_socket_dir(path)
+        runner = await self._setup()
+        old_mask = os.umask(0o177)  # the socket is created 0600
+        try:
+            await web.UnixSite(runner, str(path)).start()
+        finally:
+            os.umask(old_mask)
+
+    async def _setup(self) -> web.AppRunner:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        return self._runner
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
-    async def _healthz(self, _: web.Request) -> web.Response:
+def _prepare_socket_dir(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    path.unlink(missing_ok=True)  # a stale socket of a supervisor that died
+
+
+def health_app(
+    render: Render, readiness: Readiness, extra: Mapping[str, Handler] | None = None
+) -> web.Application:
+    """/metrics (Prometheus text), /healthz (the event loop runs), /readyz (can do work)."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=await render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
-    async def _readyz(self, _: web.Request) -> web.Response:
-        problems = await self.readiness()
+    async def readyz(_: web.Request) -> web.Response:
+        problems = await readiness()
         if problems:
             return web.json_response({"status": "not ready", "problems": problems}, status=503)
         return web.json_response({"status": "ready"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    for path, handler in (extra or {}).items():
+        app.router.add_get(path, handler)
+    return app

@@ -16,7 +16,7 @@ from sluice.config import Settings, SinkKind
 from sluice.errors import ConfigError, PermanentError, TransientError
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import CircuitState, StopReason
-from sluice.observe.http import HealthServer
+from sluice.observe.http import HttpService, health_app
 from sluice.observe.metrics import QueueDepthMonitor, WorkerMetrics
 from sluice.observe.stats import PipelineView, WorkerCounters
 from sluice.pipeline import Pipeline, PipelineOptions
@@ -131,9 +131,9 @@ def install_signal_handlers(
 
 @contextlib.asynccontextmanager
 async def serving(
-    port: int, metrics: WorkerMetrics, depths: QueueDepthMonitor, pipeline: Pipeline
+    settings: Settings, metrics: WorkerMetrics, depths: QueueDepthMonitor, pipeline: Pipeline
 ) -> AsyncIterator[None]:
-    """Poll queue depths and serve /metrics, /healthz, /readyz on ``port`` (0: no HTTP)."""
+    """Poll queue depths and serve /metrics, /healthz, /readyz on PORT (0: no HTTP)."""
 
     async def readiness() -> list[str]:
         problems = []
@@ -143,10 +143,13 @@ async def serving(
             problems.append(f"warehouse: circuit {pipeline.breaker.state.value} (loads failing)")
         return problems
 
+    async def render() -> bytes:
+        return metrics.render()
+
     poller = asyncio.create_task(depths.run(), name="queue-depth")
-    server = HealthServer(metrics, readiness, port) if port else None
+    server = HttpService(health_app(render, readiness)) if settings.port else None
     if server is not None:
-        await server.start()
+        await server.start_tcp(settings.http_host, settings.port)
     try:
         yield
     finally:
@@ -224,7 +227,7 @@ async def run_worker(
                 drain=drain,
                 dlq=bool(dlq),
             )
-            async with serving(settings.port, metrics, depths, pipeline):
+            async with serving(settings, metrics, depths, pipeline):
                 reason = await pipeline.run(stop)
         finally:
             await sink.close()

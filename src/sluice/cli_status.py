@@ -1,0 +1,130 @@
+"""`sluice status` and `sluice scale`: read and steer a running supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from sluice.config import Settings
+from sluice.errors import TransientError
+from sluice.plan.capacity import format_duration
+from sluice.runtime.control import fetch_status, request_control
+from sluice.sources.sqs import SqsQueue, sqs_client
+
+
+async def gather_status(
+    settings: Settings, url: str | None, credentials: dict[str, str] | None
+) -> dict[str, Any]:
+    """The supervisor's document (socket, or --url); else the queue's figures alone."""
+    try:
+        if url:
+            return await fetch_status(url)
+        return await request_control(settings.control_socket_path, "GET", "/status")
+    except TransientError as exc:
+        if url:
+            raise
+        missing = str(exc)
+    if not settings.queue_url:
+        raise TransientError(f"{missing}, and SQS_QUEUE_URL is not set to read the queue")
+    async with sqs_client(
+        settings.aws_region, settings.sqs_endpoint_url, 2, credentials, settings.sqs_client
+    ) as client:
+        depth = await SqsQueue(client, settings.queue_url).depth()
+        dlq = await SqsQueue(client, settings.dlq_url).depth() if settings.dlq_url else None
+    return {
+        "supervisor": None,
+        "note": f"{missing}: workers, throughput and ETA need a supervisor",
+        "queue": {
+            "visible": depth.visible,
+            "in_flight": depth.in_flight,
+            "delayed": depth.delayed,
+            "dlq": dlq.total if dlq is not None else None,
+            "age": 0.0,
+        },
+    }
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else f"{int(value):,}"
+
+
+def _rate(value: Any) -> str:
+    return "-" if value is None else f"{value:,.1f}/s"
+
+
+def status_view(doc: dict[str, Any]) -> Group:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    queue = doc.get("queue") or {}
+    table.add_row("queue visible", _count(queue.get("visible")))
+    table.add_row("in flight", _count(queue.get("in_flight")))
+    table.add_row("delayed", _count(queue.get("delayed")))
+    table.add_row("dead-letter queue", _count(queue.get("dlq")))
+    age = doc.get("oldest_age")
+    table.add_row("oldest held message", "-" if age is None else format_duration(age))
+    workers = doc.get("workers")
+    if workers is not None:
+        table.add_row(
+            "workers",
+            f"{workers['running']} running, {workers['desired']} desired "
+            f"({doc['supervisor']['mode']}"
+            + (f", pinned at {doc['supervisor']['pinned']}" if doc["supervisor"]["pinned"] else "")
+            + f"), {workers['restarts']} restarts",
+        )
+        for name, figures in doc["throughput"].items():
+            table.add_row(
+                f"throughput {name}",
+                f"{_rate(figures['processing'])} processed, {_rate(figures['arrival'])} arriving "
+                f"(over {figures['span']:g} s)",
+            )
+        eta = doc.get("eta")
+        table.add_row("drain ETA", "-" if eta is None else eta["text"])
+        decision = doc.get("last_decision")
+        if decision:
+            table.add_row(
+                "last decision",
+                f"{decision['direction']} -> {decision['desired']} ({decision['reason']})",
+            )
+    parts: list[Any] = [table]
+    if doc.get("note"):
+        parts.append(f"[dim]{doc['note']}[/dim]")
+    return Group(*parts)
+
+
+def render_status(doc: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(doc, separators=(",", ":")))
+    else:
+        Console().print(status_view(doc))
+
+
+async def watch_status(
+    settings: Settings,
+    credentials: dict[str, str] | None,
+    *,
+    url: str | None,
+    every: float,
+    as_json: bool,
+) -> None:
+    """Redraw (or print one JSON line) every ``every`` seconds until interrupted."""
+    if as_json:
+        while True:
+            render_status(await gather_status(settings, url, credentials), as_json=True)
+            await asyncio.sleep(every)
+    with Live(console=Console(), auto_refresh=False) as live:
+        while True:
+            doc = await gather_status(settings, url, credentials)
+            live.update(status_view(doc), refresh=True)
+            await asyncio.sleep(every)
+
+
+async def scale_supervisor(settings: Settings, workers: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"workers": "auto" if workers == "auto" else int(workers)}
+    return await request_control(settings.control_socket_path, "POST", "/scale", payload)

@@ -1,0 +1,147 @@
+"""Parsers for setting values: each turns raw text into a value or raises ValueError with
+what is allowed, which ``load_settings`` prefixes with the setting's name."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting: its field name, its environment variable, its parser and its help."""
+
+    name: str
+    env: str
+    parse: Callable[[str], object]
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def validate_identifier(value: str, *, qualified: bool = False) -> str:
+    """Accept ``name`` (or ``schema.name`` when qualified) made of safe identifier parts."""
+    parts = value.split(".") if qualified else [value]
+    if len(parts) > 2 or not all(_IDENT.fullmatch(p) for p in parts):
+        shape = "[schema.]name" if qualified else "name"
+        raise ValueError(
+            f"must be an identifier {shape} of letters, digits and underscores "
+            "(starting with a letter or underscore, at most 63 characters each)"
+        )
+    return value
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], object]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be an integer from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be an integer from {lo} to {hi}")
+        return value
+
+    return parse
+
+
+def float_range(lo: float, hi: float) -> Callable[[str], object]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number from {lo:g} to {hi:g}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be a number from {lo:g} to {hi:g}")
+        return value
+
+    return parse
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("must be true or false (also 1/0, yes/no, on/off)")
+
+
+def enum_of(kind: type[enum.Enum]) -> Callable[[str], object]:
+    allowed = ", ".join(str(m.value) for m in kind)
+
+    def parse(raw: str) -> enum.Enum:
+        try:
+            return kind(raw.strip().lower())
+        except ValueError:
+            raise ValueError(f"must be one of: {allowed}") from None
+
+    return parse
+
+
+def choice_of(*allowed: str) -> Callable[[str], object]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of: {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+def http_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return raw.strip()
+
+
+def pg_url(raw: str) -> str:
+    value = raw.strip()
+    if not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
+        raise ValueError("must be a postgresql:// URL or a libpq key=value string")
+    return value
+
+
+def nonempty_text(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def table_identifier(raw: str) -> str:
+    return validate_identifier(raw.strip(), qualified=True)
+
+
+def column_identifier(raw: str) -> str:
+    return validate_identifier(raw.strip())
+
+
+def s3_uri(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an s3://bucket/prefix URI")
+    return raw.strip().rstrip("/")
+
+
+_ARN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:[A-Za-z0-9_+=,.@:/-]+")
+
+
+def aws_arn(raw: str) -> str:
+    value = raw.strip()
+    if not _ARN.fullmatch(value):
+        raise ValueError("must be an ARN (arn:aws:service:region:account:resource)")
+    return value

@@ -1,0 +1,1 @@
+"""Capacity arithmetic: pure functions over rates and backlogs (no I/O)."""
