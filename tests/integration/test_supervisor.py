@@ -332,3 +332,15 @@ def test_drain_with_several_processes_ends_when_every_worker_has_drained(
     with psycopg.connect(pg_dsn) as conn:
         rows = conn.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()
     assert rows == (sum(1 for m in plan if m.valid and m.duplicate_of is None),)
+
+
+def test_workers_stop_when_their_supervisor_is_killed(supervised: Supervised) -> None:
+    supervisor = supervised.start("--processes", "2")
+    wait_for(lambda: len(running_pids(supervised.base)) == 2, 30, "two workers running")
+    children = list(running_pids(supervised.base).values())
+    supervisor.kill()  # SIGKILL: the supervisor cannot stop anyone itself
+    wait_for(
+        lambda: not any(alive(pid) for pid in children),
+        30,
+        "orphaned workers to stop (PR_SET_PDEATHSIG)",
+    )

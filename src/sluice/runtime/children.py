@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import enum
 import signal
 import sys
@@ -66,6 +67,21 @@ class WorkerProcess:
         }
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when the supervisor dies (Linux).
+
+    A supervisor that is SIGKILLed (or OOM-killed) cannot stop its workers; without this they
+    would run on as orphans, unsupervised and invisible to `sluice status`. SIGTERM, not
+    SIGKILL: each orphan still settles what it holds and releases the rest.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def child_environment(
     settings: Settings, base: Mapping[str, str], slot: int, port: int
 ) -> dict[str, str]:
@@ -95,7 +111,9 @@ async def start_worker_process(
     argv = [sys.executable, "-m", "sluice", "run", *(["--drain"] if drain else [])]
     # The supervisor delivers stop signals itself; a new session keeps a terminal's Ctrl-C
     # from reaching the children before the supervisor has decided what to do.
-    process = await asyncio.create_subprocess_exec(*argv, env=env, start_new_session=True)
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=env, start_new_session=True, preexec_fn=_stop_with_parent
+    )
     child = WorkerProcess(slot, env["WORKER_ID"], port, process, time.monotonic())
     structlog.get_logger("sluice.supervisor").info(
         "worker_started", worker=child.worker_id, pid=child.pid, port=port
