@@ -279,10 +279,15 @@ def test_scale_command_pins_a_running_supervisor(supervised: Supervised, tmp_pat
     wait_for(lambda: len(running_pids(base)) == 3, 30, "three workers after `sluice scale 3`")
     assert status(base)["supervisor"]["pinned"] == 3
     assert scale("auto").returncode == 0
-    # Handed back to the policy: three is above its maximum of two, which no cooldown holds,
-    # and an empty queue asks for the minimum of one.
-    wait_for(lambda: len(running_pids(base)) == 1, 30, "the policy to resume")
-    assert status(base)["last_decision"]["direction"] in {"in", "hold"}
+    # Handed back to the policy: three is above its maximum of two, which no cooldown holds;
+    # the next step down (an empty queue asks for the minimum, one) waits for the scale-in
+    # cooldown (300 s by default), and the decision says so.
+    wait_for(lambda: len(running_pids(base)) == 2, 30, "the policy to bring it to its max")
+    wait_for(
+        lambda: (status(base).get("last_decision") or {}).get("reason") == "scale_in_cooldown",
+        30,
+        "the policy to hold for its scale-in cooldown",
+    )
     bad = scale("many")
     assert bad.returncode == 2 and "WORKERS='many' is invalid" in bad.stderr
     supervisor.signal(signal.SIGTERM)

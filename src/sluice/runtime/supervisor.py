@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 import structlog
@@ -315,6 +315,11 @@ class Supervisor:
         self.pinned = count
         if count is not None and not self.autoscaling:
             self.desired = count
+        if count is None:
+            # The policy takes over from the count running now, as from any change: its
+            # cooldowns and its gradual scale-in apply, rather than a jump to its last figure.
+            self.desired = len(self.active_slots())
+            self.memory = replace(self.memory, last_change=self.clock())
         self.log.warning("scale_pinned" if count is not None else "scale_unpinned", workers=count)
         self._changed.set()
 
