@@ -61,6 +61,21 @@ def test_plan_shows_the_guides_situation_and_measured_rates(emulator: Emulator) 
     assert "workers to keep up" in table.stdout and "arithmetic" in table.stdout
     bad = run_sluice("plan", "--deadline", "soon", "--worker-rate", "1/s", env=env)
     assert bad.returncode == 2 and "duration such as" in bad.stderr
+    # --backlog queue reads the queue's own depth.
+    sqs.send(emulator.endpoint, queues.url, (f'{{"n": {i}}}' for i in range(120)))
+    from_queue = run_sluice(
+        "plan",
+        "--backlog",
+        "queue",
+        "--arrival",
+        "1/s",
+        "--worker-rate",
+        "10/s",
+        "--json",
+        env=env,
+    )
+    assert from_queue.returncode == 0, from_queue.stderr
+    assert json.loads(from_queue.stdout)[0]["inputs"]["backlog"] == 120
 
 
 def test_bench_loads_every_message_once_and_leaves_nothing(emulator: Emulator, pg_dsn: str) -> None:

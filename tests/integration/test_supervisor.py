@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -288,6 +289,20 @@ def test_scale_command_pins_a_running_supervisor(supervised: Supervised, tmp_pat
         30,
         "the policy to hold for its scale-in cooldown",
     )
+    # --watch --json: one document per refresh, until interrupted.
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "sluice", "status", "--watch", "0.5", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        docs = [json.loads(watch.stdout.readline()) for _ in range(2)]
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=10)  # reaps it and closes its pipe
+    assert all(d["workers"]["running"] == 2 for d in docs)
     bad = scale("many")
     assert bad.returncode == 2 and "WORKERS='many' is invalid" in bad.stderr
     supervisor.signal(signal.SIGTERM)
