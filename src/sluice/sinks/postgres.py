@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import psycopg
@@ -13,6 +12,7 @@ from sluice.errors import CommitUnknownError, SchemaError, SluiceError, Transien
 from sluice.mapping import DEDUPE_KEY, TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError
+from sluice.sinks.pool import ConnectionSlots
 from sluice.sinks.sql import (
     POSTGRES,
     column_list,
@@ -68,12 +68,7 @@ class PostgresSink:
         self._mapping = mapping
         self._faults = faults or NoFaults()
         self._app = application_name
-        self._idle: asyncio.Queue[psycopg.AsyncConnection[tuple[object, ...]] | None] = (
-            asyncio.Queue()
-        )
-        for _ in range(connections):
-            self._idle.put_nowait(None)  # a slot; connected on first use
-        self._open: list[psycopg.AsyncConnection[tuple[object, ...]]] = []
+        self._pool = ConnectionSlots(connections, self._connect)
 
     def _error(self, exc: psycopg.Error, *, commit_sent: bool = False) -> SluiceError:
         return translate(exc, commit_sent=commit_sent, secret=str(self._secret or "") or None)
@@ -85,43 +80,24 @@ class PostgresSink:
             )
         except psycopg.Error as exc:
             raise self._error(exc) from exc
-        self._open.append(conn)
         return conn
-
-    async def _checkout(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
-        conn = await self._idle.get()
-        if conn is None or conn.closed:
-            try:
-                return await self._connect()
-            except BaseException:
-                self._idle.put_nowait(None)
-                raise
-        return conn
-
-    def _checkin(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-        if conn.closed or conn.broken:
-            if conn in self._open:
-                self._open.remove(conn)
-            self._idle.put_nowait(None)
-        else:
-            self._idle.put_nowait(conn)
 
     async def open(self) -> None:
-        conn = await self._checkout()
-        self._checkin(conn)
+        conn = await self._pool.checkout()
+        self._pool.checkin(conn)
 
     async def ping(self) -> None:
-        conn = await self._checkout()
+        conn = await self._pool.checkout()
         try:
             await conn.execute("SELECT 1")
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         finally:
-            self._checkin(conn)
+            self._pool.checkin(conn)
 
     async def create_table(self) -> bool:
         """Create the target table if missing. True when it was created."""
-        conn = await self._checkout()
+        conn = await self._pool.checkout()
         try:
             existed = bool(await self._columns(conn))
             await conn.execute(pgsql.SQL(create_table_sql(POSTGRES, self._mapping)))
@@ -129,7 +105,7 @@ class PostgresSink:
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         finally:
-            self._checkin(conn)
+            self._pool.checkin(conn)
 
     async def _columns(
         self, conn: psycopg.AsyncConnection[tuple[object, ...]]
@@ -154,7 +130,7 @@ class PostgresSink:
         return await cursor.fetchone() is not None
 
     async def check_schema(self) -> None:
-        conn = await self._checkout()
+        conn = await self._pool.checkout()
         try:
             found = await self._columns(conn)
             problems = schema_problems(POSTGRES, self._mapping, found)
@@ -163,16 +139,16 @@ class PostgresSink:
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         finally:
-            self._checkin(conn)
+            self._pool.checkin(conn)
         if problems:
             raise SchemaError(f"table {self._mapping.table}: " + "; ".join(problems))
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult:
-        conn = await self._checkout()
+        conn = await self._pool.checkout()
         try:
             return await self._load_on(conn, rows)
         finally:
-            self._checkin(conn)
+            self._pool.checkin(conn)
 
     async def _load_on(
         self, conn: psycopg.AsyncConnection[tuple[object, ...]], rows: Sequence[MappedRow]
@@ -217,6 +193,4 @@ class PostgresSink:
             await conn.close()
 
     async def close(self) -> None:
-        for conn in self._open:
-            await conn.close()
-        self._open.clear()
+        await self._pool.close()

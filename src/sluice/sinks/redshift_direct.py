@@ -9,7 +9,6 @@ connections, one transaction each at a time.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from sluice.errors import CommitUnknownError, SluiceError, TransientError
+from sluice.sinks.pool import Connection, ConnectionSlots
 from sluice.sinks.redshift_data import to_psycopg_params
 from sluice.sinks.redshift_errors import classify_message
 
@@ -29,7 +29,6 @@ class DbCredentials:
 
 
 CredentialsProvider = Callable[[], Awaitable[DbCredentials]]
-Connection = psycopg.AsyncConnection[tuple[object, ...]]
 
 
 def translate(exc: psycopg.Error, *, commit_sent: bool, secrets: Sequence[str]) -> SluiceError:
@@ -60,10 +59,7 @@ class DirectRunner:
         self._credentials = credentials
         self._app = application_name
         self._secrets: list[str] = [str(self._given.get("password") or "")]
-        self._idle: asyncio.Queue[Connection | None] = asyncio.Queue()
-        for _ in range(connections):
-            self._idle.put_nowait(None)
-        self._open: list[Connection] = []
+        self._pool = ConnectionSlots(connections, self._connect)
         self.requests = 0  # round trips: statements plus BEGIN / COMMIT
 
     async def _connect(self) -> Connection:
@@ -80,33 +76,14 @@ class DirectRunner:
             )
         except psycopg.Error as exc:
             raise self._error(exc) from exc
-        self._open.append(conn)
         return conn
 
     def _error(self, exc: psycopg.Error, *, commit_sent: bool = False) -> SluiceError:
         return translate(exc, commit_sent=commit_sent, secrets=self._secrets)
 
-    async def _checkout(self) -> Connection:
-        conn = await self._idle.get()
-        if conn is None or conn.closed:
-            try:
-                return await self._connect()
-            except BaseException:
-                self._idle.put_nowait(None)
-                raise
-        return conn
-
-    def _checkin(self, conn: Connection) -> None:
-        if conn.closed or conn.broken:
-            if conn in self._open:
-                self._open.remove(conn)
-            self._idle.put_nowait(None)
-        else:
-            self._idle.put_nowait(conn)
-
     async def run(self, statements: Sequence[str]) -> tuple[int, ...]:
         """Run ``statements`` as one transaction; the row count of each."""
-        conn = await self._checkout()
+        conn = await self._pool.checkout()
         commit_sent = False
         counts = []
         try:
@@ -126,14 +103,14 @@ class DirectRunner:
             await _rollback_quietly(conn)
             raise
         finally:
-            self._checkin(conn)
+            self._pool.checkin(conn)
         return tuple(counts)
 
     async def execute(self, sql: str) -> None:
         await self.query(sql)
 
     async def query(self, sql: str, params: Sequence[str] = ()) -> list[tuple[object, ...]]:
-        conn = await self._checkout()
+        conn = await self._pool.checkout()
         try:
             self.requests += 1
             bound = {f"p{i + 1}": value for i, value in enumerate(params)}
@@ -142,12 +119,10 @@ class DirectRunner:
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         finally:
-            self._checkin(conn)
+            self._pool.checkin(conn)
 
     async def close(self) -> None:
-        for conn in self._open:
-            await conn.close()
-        self._open.clear()
+        await self._pool.close()
 
 
 async def _rollback_quietly(conn: Connection) -> None:
