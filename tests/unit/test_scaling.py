@@ -209,3 +209,19 @@ def test_a_child_gets_every_setting_as_a_variable_and_its_own_identity():
     assert env["SLUICE_BATCH_MAX_ROWS"] == "123"  # a flag the child never saw
     assert "SLUICE_AUTOSCALE" not in env and env["SLUICE_PROCESSES"] == "1"
     assert env["PATH"] == "/bin"
+
+
+def test_a_control_socket_directory_of_another_user_is_refused(tmp_path, monkeypatch):
+    import asyncio
+
+    from aiohttp import web
+
+    from sluice.errors import ConfigError
+    from sluice.observe.http import HttpService
+
+    folder = tmp_path / "ctl"
+    folder.mkdir()
+    monkeypatch.setattr("os.getuid", lambda: folder.stat().st_uid + 1)
+    service = HttpService(web.Application())
+    with pytest.raises(ConfigError, match="belongs to another user"):
+        asyncio.run(service.start_unix(folder / "supervisor.sock"))

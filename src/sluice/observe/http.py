@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from sluice.errors import ConfigError
 from sluice.observe.metrics import CONTENT_TYPE
 
 Readiness = Callable[[], Awaitable[list[str]]]  # the reasons it is not ready; empty = ready
@@ -61,6 +62,13 @@ class HttpService:
 
 def _prepare_socket_dir(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # In a shared temporary directory another user could have made the folder first and
+    # would then control who reaches the socket: refuse rather than trust it.
+    if path.parent.stat().st_uid != os.getuid():
+        raise ConfigError(
+            f"SLUICE_CONTROL_SOCKET={path}: its directory belongs to another user; "
+            "choose a directory of your own"
+        )
     path.parent.chmod(0o700)
     path.unlink(missing_ok=True)  # a stale socket of a supervisor that died
 
