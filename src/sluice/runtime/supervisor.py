@@ -154,11 +154,13 @@ class Supervisor:
 
     async def _keep_children(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            # Cleared before reconciling, so a change made meanwhile (a child exiting while
+            # another starts) wakes the next round instead of being lost.
+            self._changed.clear()
             await self._reconcile()
             if self.drain and self.drained and not self.children and not self.restarting:
                 self.log.info("supervisor_drained")
                 return
-            self._changed.clear()
             waiters = [
                 asyncio.ensure_future(stop.wait()),
                 asyncio.ensure_future(self._changed.wait()),
