@@ -8,19 +8,12 @@ import psycopg
 
 from sluice.local.emulator import Emulator
 from tests.support import sqs
-from tests.support.worker import run_sluice, worker_env
+from tests.support.worker import duckdb_worker_env, run_sluice, worker_env
 
 
 def test_plan_shows_the_guides_situation_and_measured_rates(emulator: Emulator) -> None:
     queues = sqs.make_queues(emulator.endpoint)
-    env = worker_env(
-        endpoint=emulator.endpoint,
-        queue_url=queues.url,
-        dlq_url=None,
-        table="t",
-        sink="duckdb",
-        duckdb_path="unused.duckdb",
-    )
+    env = duckdb_worker_env(emulator.endpoint, queues.url, "unused.duckdb")
     done = run_sluice(
         "plan",
         "--backlog",

@@ -27,6 +27,7 @@ from tests.support import sqs
 from tests.support.tcp_proxy import TcpFaultProxy
 from tests.support.worker import (
     Worker,
+    duckdb_worker_env,
     init_db,
     run_sluice,
     start_worker,
@@ -318,14 +319,7 @@ def test_bad_supervisor_settings_stop_start_up_naming_the_setting(
     emulator: Emulator, tmp_path: Path, duckdb_path: str
 ) -> None:
     queues = sqs.make_queues(emulator.endpoint)
-    env = worker_env(
-        endpoint=emulator.endpoint,
-        queue_url=queues.url,
-        dlq_url=None,
-        table="t",
-        sink="duckdb",
-        duckdb_path=duckdb_path,
-    )
+    env = duckdb_worker_env(emulator.endpoint, queues.url, duckdb_path)
     for args, named in (
         (("--processes", "2"), "SLUICE_SINK=duckdb allows one writer process"),
         (("--autoscale", "3:1"), "--autoscale='3:1' is invalid"),

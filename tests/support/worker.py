@@ -53,6 +53,18 @@ def worker_env(
     return env | dict(extra or {})
 
 
+def duckdb_worker_env(endpoint: str, queue_url: str, duckdb_path: str) -> dict[str, str]:
+    """A worker environment for commands that need settings but load nothing (no DLQ)."""
+    return worker_env(
+        endpoint=endpoint,
+        queue_url=queue_url,
+        dlq_url=None,
+        table="t",
+        sink="duckdb",
+        duckdb_path=duckdb_path,
+    )
+
+
 @dataclass
 class Worker:
     process: subprocess.Popen[bytes]

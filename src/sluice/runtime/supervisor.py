@@ -331,21 +331,24 @@ class Supervisor:
             await self.refresh_fleet()
             await asyncio.sleep(interval)
 
-    async def refresh_fleet(self) -> list[ChildScrape]:
-        scrapes = await self.scrape()
+    async def refresh_fleet(self) -> None:
+        children = list(self.children.values())
+        scrapes = await self.scrape(children)
         self.fleet = FleetFigures.of(scrapes)
-        pids = {c.worker_id: c.pid for c in self.children.values()}
+        # The pids of the very children scraped: a child exiting meanwhile must not turn
+        # into a new incarnation whose whole count is added again.
+        pids = {c.worker_id: c.pid for c in children}
         for worker, value in self.fleet.processed.items():
             # One counter per incarnation: a restarted child starts from zero again.
-            self.processed.observe(f"{worker}#{pids.get(worker)}", value)
+            self.processed.observe(f"{worker}#{pids[worker]}", value)
         backlog = self.queue.total if self.queue is not None else None
         self.history.add(Sample(self.clock(), self.processed.total, backlog))
-        return scrapes
 
-    async def scrape(self) -> list[ChildScrape]:
+    async def scrape(self, children: list[WorkerProcess] | None = None) -> list[ChildScrape]:
         if self.http is None:
             return []
-        endpoints = [ChildEndpoint(c.worker_id, c.metrics_url) for c in self.children.values()]
+        chosen = list(self.children.values()) if children is None else children
+        endpoints = [ChildEndpoint(c.worker_id, c.metrics_url) for c in chosen]
         return await scrape_children(self.http, endpoints)
 
     async def children_ready(self) -> list[str]:
