@@ -22,6 +22,7 @@ from sluice.config import Settings, describe, flag_specs, load_settings
 from sluice.errors import ConfigError, SchemaError, SluiceError
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.observe.logging import configure_logging
+from sluice.runtime.collector import CollectorPolicy
 from sluice.runtime.worker import build_sink, run_worker, sink_mapping
 
 T = TypeVar("T")
@@ -132,6 +133,7 @@ def run(ctx: click.Context, drain: bool, processes: str | None, autoscale: str |
     if settings.supervised:
         _supervise(obj, settings, drain)
         return
+    CollectorPolicy().apply()
     console = Console(stderr=True)
     show = drain and console.is_terminal
     with drain_progress(console, enabled=show) as on_progress:
