@@ -122,7 +122,8 @@ def string_literal(dialect: Dialect, text: str) -> str:
     """
     if "\x00" in text:
         raise ValueError("a string literal cannot hold U+0000")
-    text.encode("utf-8")  # raises on lone surrogates, which no warehouse can store
+    if not text.isascii():  # isascii is a flag read; ASCII holds no surrogate
+        text.encode("utf-8")  # raises on lone surrogates, which no warehouse can store
     escaped = text.replace("\\", "\\\\").replace("'", "''")
     return f"{dialect.escaped_string_prefix}'{escaped}'"
 
@@ -154,7 +155,7 @@ def _scalar_literal(kind: ColumnType, value: object) -> str:
 def row_literal(dialect: Dialect, kinds: Sequence[ColumnType], row: MappedRow) -> str:
     return (
         "("
-        + ", ".join(literal(dialect, k, v) for k, v in zip(kinds, row.values, strict=True))
+        + ", ".join([literal(dialect, k, v) for k, v in zip(kinds, row.values, strict=True)])
         + ")"
     )
 
@@ -172,7 +173,7 @@ def insert_statements(
     parts: list[str] = []
     for row in rows:
         text = row_literal(dialect, kinds, row)
-        cost = len(text.encode()) + 2  # ", "
+        cost = _utf8_length(text) + 2  # ", "
         if size + cost > max_bytes:
             if not parts:
                 raise RowsRejectedError(
@@ -185,6 +186,10 @@ def insert_statements(
         size += cost
     if parts:
         yield head + ", ".join(parts), len(parts)
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def insert_transactions(
@@ -225,7 +230,7 @@ def _groups(
     group: list[tuple[str, int]] = []
     size = 0
     for insert in inserts:
-        cost = len(insert[0].encode())
+        cost = _utf8_length(insert[0])
         if group and (len(group) == most or size + cost > budget):
             yield group
             group, size = [], 0
