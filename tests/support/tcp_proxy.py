@@ -33,6 +33,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 CHUNK = 65536
+# A Query or Parse message longer than this is not a COMMIT: it is skipped, not buffered and
+# decoded (a benchmark's multi-row INSERT is tens of MB).
+LONGEST_COMMIT = 4096
 _RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _PROTOCOL_3 = 196608  # StartupMessage; SSLRequest, GSSENCRequest, CancelRequest differ
 COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"  # CommandComplete for a COMMIT
@@ -66,7 +69,7 @@ class CommitSniffer:
             if size < head or size > (1 << 30 if self._typed else 10_000):
                 self.lost = True
                 break
-            if self._typed and kind not in (b"Q", b"P"):
+            if self._typed and (kind not in (b"Q", b"P") or size > LONGEST_COMMIT):
                 self._skip, self._buf = size - len(self._buf), bytearray()
                 continue
             take = size - len(self._buf)
