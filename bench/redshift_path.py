@@ -13,7 +13,8 @@ requests  The Redshift sink in this process, Data API runner and S3 stager, agai
           the copy path and the insert path; it counts the SQL statements, Data API calls
           and S3 requests made, and scales them to one million messages.
 
-Usage: python bench/redshift_path.py latency [--messages N] [--latency-ms MS] [--sink ...]
+Usage: python bench/redshift_path.py latency [--messages N] [--latency-ms MS] [--repeat R]
+                                           [--sink ...] [--stock-emulator] [--env K=V ...]
        python bench/redshift_path.py requests [--batches B]
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -37,10 +39,22 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.tcp_proxy import TcpFaultProxy  # noqa: E402
 
-from bench.common import emulator_worker_env  # noqa: E402
-from bench.throughput import fill, run_child  # noqa: E402
+from bench.common import (  # noqa: E402
+    CpuSampler,
+    WorkerRun,
+    add_emulator_flag,
+    emulator_label,
+    emulator_worker_env,
+    measure_worker,
+)
+from bench.throughput import fill  # noqa: E402
 from sluice.config_redshift import REDSHIFT_DEFAULTS  # noqa: E402
-from sluice.local.emulator import EMULATOR_CREDENTIALS, free_port, running_emulator  # noqa: E402
+from sluice.local.emulator import (  # noqa: E402
+    EMULATOR_CREDENTIALS,
+    Emulator,
+    free_port,
+    running_emulator,
+)
 from sluice.mapping import load_mapping  # noqa: E402
 from sluice.model import ReceivedMessage  # noqa: E402
 from sluice.sinks.sql import POSTGRES, create_table_sql  # noqa: E402
@@ -50,6 +64,48 @@ DSN = os.environ.get("SLUICE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/te
 
 
 def latency(args: argparse.Namespace) -> None:
+    """--repeat drains, each of a fresh queue into a fresh table; then the median."""
+    info = psycopg.conninfo.conninfo_to_dict(DSN)
+    print(
+        f"messages: {args.messages:,}  sink: {args.sink}  latency per warehouse round trip: "
+        f"{args.latency_ms} ms  receive concurrency: {args.concurrency}  cores: {os.cpu_count()}  "
+        f"emulator: {emulator_label(args.stock_emulator)}"
+        + (f"  settings: {' '.join(args.env)}" if args.env else "")
+    )
+    rates, exact = [], True
+    with (
+        running_emulator(index_in_flight=not args.stock_emulator) as emulator,
+        TcpFaultProxy(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))) as proxy,
+    ):
+        proxy.set_latency(args.latency_ms / 1000, downstream_only=True)
+        for attempt in range(1, args.repeat + 1):
+            run, warehouse_cpu, harness_cpu, rows, keys = _drain_once(
+                args, emulator, proxy.port, seed=attempt
+            )
+            rates.append(run.sustained)
+            exact = exact and rows == keys == args.messages and not run.usage.exit_code
+            print(f"run {attempt}: {run.describe()}")
+            print(
+                f"  PostgreSQL standing in for Redshift: {run.cpu_us(warehouse_cpu):.1f} CPU "
+                f"us/msg on this machine (Redshift's own work, not the worker's); latency "
+                f"proxy and watchers {run.cpu_us(harness_cpu):.1f} CPU us/msg; worker peak "
+                f"RSS {run.usage.peak_rss_kib / 1024:.0f} MB; rows loaded {rows:,} "
+                f"({keys:,} distinct keys) of {args.messages:,}"
+            )
+        print(f"warehouse connections: {proxy.stats().accepted}")
+    if args.repeat > 1:
+        print(
+            f"sustained over {args.repeat} runs: median {statistics.median(rates):,.0f} msg/s "
+            f"(min {min(rates):,.0f}, max {max(rates):,.0f})"
+        )
+    print("every run: every event loaded once, queue empty" if exact else "MISMATCH")
+    if not exact:
+        sys.exit(1)
+
+
+def _drain_once(
+    args: argparse.Namespace, emulator: Emulator, proxy_port: int, seed: int
+) -> tuple[WorkerRun, float, float, int, int]:
     n = args.messages
     table = f"bench_rs_{uuid.uuid4().hex[:8]}"
     mapping = load_mapping(None, table)
@@ -57,57 +113,37 @@ def latency(args: argparse.Namespace) -> None:
         conn.execute(create_table_sql(POSTGRES, mapping))  # type: ignore[arg-type]
         if args.sink == "redshift":  # Redshift enforces no key: only LOCK + NOT EXISTS
             conn.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{table}_pkey"')  # type: ignore[arg-type]
-    info = psycopg.conninfo.conninfo_to_dict(DSN)
-    with (
-        running_emulator() as emulator,
-        TcpFaultProxy(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))) as proxy,
-    ):
-        proxy.set_latency(args.latency_ms / 1000, downstream_only=True)
-        url = asyncio.run(fill(emulator.endpoint, n, seed=3))
-        dbname = info.get("dbname", "test")
-        proxied = f"postgresql://127.0.0.1:{proxy.port}/{dbname}?sslmode=disable"
-        env = emulator_worker_env(emulator.endpoint) | {
-            "SQS_QUEUE_URL": url,
-            "REDSHIFT_TABLE_NAME": table,
-            "SLUICE_RECEIVE_CONCURRENCY": str(args.concurrency),
-            "SLUICE_LOG_LEVEL": "warning",
-            "SLUICE_DATABASE_URL": proxied,
+    url = asyncio.run(fill(emulator.endpoint, n, seed=seed))
+    dbname = psycopg.conninfo.conninfo_to_dict(DSN).get("dbname", "test")
+    env = emulator_worker_env(emulator.endpoint) | {
+        "SQS_QUEUE_URL": url,
+        "REDSHIFT_TABLE_NAME": table,
+        "SLUICE_RECEIVE_CONCURRENCY": str(args.concurrency),
+        "SLUICE_LOG_LEVEL": "warning",
+        "SLUICE_DATABASE_URL": f"postgresql://127.0.0.1:{proxy_port}/{dbname}?sslmode=disable",
+    }
+    if args.sink == "redshift":
+        env |= {
+            "SLUICE_SINK": "redshift",
+            "SLUICE_REDSHIFT_CONNECTION": "direct",
+            "SLUICE_REDSHIFT_LOAD_PATH": "insert",
         }
-        if args.sink == "redshift":
-            env |= {
-                "SLUICE_SINK": "redshift",
-                "SLUICE_REDSHIFT_CONNECTION": "direct",
-                "SLUICE_REDSHIFT_LOAD_PATH": "insert",
-            }
-            command = [sys.executable, str(ROOT / "bench" / "redshift_child.py"), "run", "--drain"]
-        else:
-            env |= {"SLUICE_SINK": "postgres", "SLUICE_BATCH_MAX_AGE": "30"}
-            env |= {
-                f"SLUICE_{name.upper()}": str(value) for name, value in REDSHIFT_DEFAULTS.items()
-            }
-            command = [sys.executable, "-m", "sluice", "run", "--drain"]
-        env |= dict(item.split("=", 1) for item in args.env)
-        wall, cpu, peak, code = run_child(command, env)
-        stats = proxy.stats()
+        command = [sys.executable, str(ROOT / "bench" / "redshift_child.py"), "run", "--drain"]
+    else:
+        env |= {"SLUICE_SINK": "postgres", "SLUICE_BATCH_MAX_AGE": "30"}
+        env |= {f"SLUICE_{name.upper()}": str(value) for name, value in REDSHIFT_DEFAULTS.items()}
+        command = [sys.executable, "-m", "sluice", "run", "--drain"]
+    env |= dict(item.split("=", 1) for item in args.env)
+    harness_before = time.process_time()  # this process: the proxy and the watchers
+    with CpuSampler("postgres") as warehouse:
+        run = measure_worker(command, env, emulator, url, n)
+    harness = time.process_time() - harness_before
     with psycopg.connect(DSN, autocommit=True) as conn:
         row: Any = conn.execute(
             f'SELECT count(*), count(DISTINCT dedupe_key) FROM "{table}"'  # type: ignore[arg-type]
         ).fetchone()
         conn.execute(f'DROP TABLE "{table}"')  # type: ignore[arg-type]
-    print(
-        f"messages: {n:,}  sink: {args.sink}  latency per warehouse round trip: "
-        f"{args.latency_ms} ms  receive concurrency: {args.concurrency}  cores: {os.cpu_count()}"
-        + (f"  settings: {' '.join(args.env)}" if args.env else "")
-    )
-    print(
-        f"end-to-end worker: {n / wall:,.0f} msg/s  {cpu / n * 1e6:.1f} CPU us/msg  "
-        f"(wall {wall:.1f} s incl. start-up and drain check, exit {code})"
-    )
-    print(f"worker peak RSS: {peak / 1024:.0f} MB  warehouse connections: {stats.accepted}")
-    ok = row[0] == row[1] == n
-    print(
-        f"rows loaded: {row[0]:,} ({row[1]:,} distinct keys) of {n:,} {'OK' if ok else 'MISMATCH'}"
-    )
+    return run, warehouse.seconds, harness, int(row[0]), int(row[1])
 
 
 def requests(args: argparse.Namespace) -> None:
@@ -219,7 +255,9 @@ def main() -> None:
     lat = sub.add_parser("latency")
     lat.add_argument("--messages", type=int, default=200_000)
     lat.add_argument("--latency-ms", type=int, default=100)
+    lat.add_argument("--repeat", type=int, default=1, help="drains to run; the median is printed")
     lat.add_argument("--concurrency", type=int, default=8)
+    add_emulator_flag(lat)
     lat.add_argument("--sink", choices=["redshift", "postgres"], default="redshift")
     lat.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="worker setting"

@@ -28,7 +28,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import emulator_worker_env  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_emulator_flag,
+    emulator_label,
+    emulator_worker_env,
+    measure_worker,
+)
 from sluice.benchmark import measure_child  # noqa: E402
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator  # noqa: E402
 from sluice.sender import send_bodies  # noqa: E402
@@ -82,6 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--concurrency", type=int, default=8)
+    add_emulator_flag(parser)
     parser.add_argument("--sink", choices=["postgres", "duckdb"], default="postgres")
     parser.add_argument(
         "--bare-child", nargs=2, metavar=("ENDPOINT", "URL"), help=argparse.SUPPRESS
@@ -93,7 +99,10 @@ def main() -> None:
 
     n = args.messages
     table = f"bench_{uuid.uuid4().hex[:8]}"
-    with running_emulator() as emulator, tempfile.TemporaryDirectory() as scratch:
+    with (
+        running_emulator(index_in_flight=not args.stock_emulator) as emulator,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
         base_env = emulator_worker_env(emulator.endpoint)
 
         url = asyncio.run(fill(emulator.endpoint, n, seed=1))
@@ -129,9 +138,13 @@ def main() -> None:
         )
         if init.returncode != 0:
             sys.exit(f"init-db failed: {init.stderr}")
-        e2e = run_child([sys.executable, "-m", "sluice", "run", "--drain"], env)
+        run = measure_worker(
+            [sys.executable, "-m", "sluice", "run", "--drain"], env, emulator, url, n
+        )
+        e2e = (run.usage.wall, run.usage.cpu, run.usage.peak_rss_kib, run.usage.exit_code)
         loaded = count_rows(args.sink, table, f"{scratch}/bench.duckdb")
     report(n, args, bare, e2e, loaded)
+    print(f"end-to-end, timed from outside: {run.describe()}")
 
 
 def count_rows(sink: str, table: str, duck: str) -> int:
@@ -158,6 +171,7 @@ def report(
     e2e_rate = n / e2e[0]
     print(
         f"messages: {n:,}  receive concurrency: {args.concurrency}  sink: {args.sink}  "
+        f"emulator: {emulator_label(args.stock_emulator)}  "
         f"cores: {os.cpu_count()}"
     )
     print(
