@@ -46,7 +46,7 @@ bench: setup services ## throughput benchmark: prints figures
 	$(BIN)/python bench/throughput.py
 
 bench-redshift: setup services ## Redshift path: 100 ms warehouse latency, requests per million
-	$(BIN)/python bench/redshift_path.py latency
+	$(BIN)/python bench/redshift_path.py latency --repeat 3
 	$(BIN)/python bench/redshift_path.py requests
 
 demo: setup ## 100,000 synthetic events through the emulator into DuckDB, reconciled
