@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -37,6 +36,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.moto_server import running_moto_server  # noqa: E402
 from tests.support.tcp_proxy import TcpFaultProxy  # noqa: E402
 
 from bench.common import (  # noqa: E402
@@ -52,7 +52,6 @@ from sluice.config_redshift import REDSHIFT_DEFAULTS  # noqa: E402
 from sluice.local.emulator import (  # noqa: E402
     EMULATOR_CREDENTIALS,
     Emulator,
-    free_port,
     running_emulator,
 )
 from sluice.mapping import load_mapping  # noqa: E402
@@ -148,16 +147,7 @@ def _drain_once(
 
 def requests(args: argparse.Namespace) -> None:
     rows_per_batch = int(str(REDSHIFT_DEFAULTS["batch_max_rows"]))
-    port = free_port()
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.moto_redshift", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        _wait_for(endpoint)
+    with running_moto_server() as endpoint:
         for path in ("copy", "insert"):
             counted = asyncio.run(_count(endpoint, path, args.batches, rows_per_batch))
             loaded = args.batches * rows_per_batch
@@ -171,24 +161,6 @@ def requests(args: argparse.Namespace) -> None:
                 f"{counted['s3'] * scale:,.0f} S3 requests "
                 f"({counted['s3_bytes'] / loaded:,.0f} gzip bytes staged per message)"
             )
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
-
-
-def _wait_for(endpoint: str) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                return
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                sys.exit("moto server did not start")
-            time.sleep(0.05)
 
 
 async def _count(endpoint: str, path: str, batches: int, rows_per_batch: int) -> dict[str, int]:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sluice.local.emulator import Emulator, free_port, running_emulator
+from sluice.local.emulator import Emulator, running_emulator
+from tests.support.moto_server import running_moto_server
 
 DEFAULT_TEST_DSN = "postgresql://127.0.0.1:5432/test"
 
@@ -57,36 +54,10 @@ def duckdb_path(tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto server (S3 + Redshift Data API, see tests/support/moto_redshift.py): its URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    root = Path(__file__).resolve().parents[1]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.moto_redshift", str(port)],
-            cwd=root,
-            env=os.environ | {"PYTHONPATH": os.pathsep.join([str(root), *sys.path])},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"moto server exited with {process.returncode}: {log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"moto server did not answer within 30 s: {log.read_text()}")
-            time.sleep(0.05)
-        yield endpoint
-    finally:
-        process.terminate()
+    with contextlib.ExitStack() as stack:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            endpoint = stack.enter_context(running_moto_server(log))
+        except RuntimeError as exc:  # it exited or never answered: fail, do not skip
+            pytest.fail(str(exc))
+        yield endpoint

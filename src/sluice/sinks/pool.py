@@ -45,3 +45,14 @@ class ConnectionSlots:
         for conn in self._open:
             await conn.close()
         self._open.clear()
+
+
+async def rollback_quietly(conn: Connection) -> None:
+    """End a failed transaction without raising: a connection that cannot even roll back is
+    closed, so its slot reconnects on the next checkout."""
+    if conn.closed or conn.broken:
+        return
+    try:
+        await conn.execute("ROLLBACK")
+    except psycopg.Error:
+        await conn.close()

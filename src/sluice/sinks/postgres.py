@@ -12,7 +12,7 @@ from sluice.errors import CommitUnknownError, SchemaError, SluiceError, Transien
 from sluice.mapping import DEDUPE_KEY, TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError
-from sluice.sinks.pool import ConnectionSlots
+from sluice.sinks.pool import ConnectionSlots, rollback_quietly
 from sluice.sinks.sql import (
     POSTGRES,
     column_list,
@@ -177,20 +177,12 @@ class PostgresSink:
             commit_sent = True
             await conn.execute("COMMIT")
         except psycopg.Error as exc:
-            await self._rollback_quietly(conn)
+            await rollback_quietly(conn)
             raise self._error(exc, commit_sent=commit_sent) from exc
         except BaseException:
-            await self._rollback_quietly(conn)
+            await rollback_quietly(conn)
             raise
         return LoadResult(inserted=inserted, already_present=len(rows) - inserted)
-
-    async def _rollback_quietly(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
-        if conn.closed or conn.broken:
-            return
-        try:
-            await conn.execute("ROLLBACK")
-        except psycopg.Error:
-            await conn.close()
 
     async def close(self) -> None:
         await self._pool.close()

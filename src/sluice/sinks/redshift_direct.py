@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql as pgsql
 
 from sluice.errors import CommitUnknownError, SluiceError, TransientError
-from sluice.sinks.pool import Connection, ConnectionSlots
+from sluice.sinks.pool import Connection, ConnectionSlots, rollback_quietly
 from sluice.sinks.redshift_data import to_psycopg_params
 from sluice.sinks.redshift_errors import classify_message
 
@@ -97,10 +97,10 @@ class DirectRunner:
             self.requests += 1
             await conn.execute("COMMIT")
         except psycopg.Error as exc:
-            await _rollback_quietly(conn)
+            await rollback_quietly(conn)
             raise self._error(exc, commit_sent=commit_sent) from exc
         except BaseException:
-            await _rollback_quietly(conn)
+            await rollback_quietly(conn)
             raise
         finally:
             self._pool.checkin(conn)
@@ -123,12 +123,3 @@ class DirectRunner:
 
     async def close(self) -> None:
         await self._pool.close()
-
-
-async def _rollback_quietly(conn: Connection) -> None:
-    if conn.closed or conn.broken:
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except psycopg.Error:
-        await conn.close()
