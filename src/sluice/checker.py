@@ -130,6 +130,6 @@ def key_function(mapping: TableMapping) -> Callable[[str], str]:
         unwrapped = unwrap(body)
         if unwrapped is None:
             raise ValueError("the message carries nothing to load")
-        return mapping.dedupe_key(unwrapped[0])
+        return mapping.dedupe_key(*unwrapped)
 
     return key_of

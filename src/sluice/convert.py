@@ -20,7 +20,8 @@ from sluice.errors import FailureReason, MessageError
 DECIMAL_PRECISION = 20
 DECIMAL_SCALE = 6
 _QUANTUM = Decimal(1).scaleb(-DECIMAL_SCALE)
-_DECIMAL_LIMIT = Decimal(10) ** (DECIMAL_PRECISION - DECIMAL_SCALE)
+_DECIMAL_DIGITS_BEFORE_POINT = DECIMAL_PRECISION - DECIMAL_SCALE
+_ZERO = Decimal(0).quantize(_QUANTUM)
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -37,11 +38,31 @@ class ColumnType(enum.Enum):
 Converter = Callable[[object, str], object]  # (value, column name) -> column value
 
 
+_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+    (str, "a string"),
+    (dict, "an object"),
+    (list, "an array"),
+)
+
+
+def kind_of(value: object) -> str:
+    """What a JSON value is, in words: what a detail may say about it."""
+    return next((words for kind, words in _KINDS if isinstance(value, kind)), "null")
+
+
 def _wrong(column: str, expected: str, value: object) -> MessageError:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return MessageError(FailureReason.WRONG_TYPE, f"{column}: expected {expected}, got {shown}")
+    # The detail names the column and both types, never the value: details reach info-level
+    # logs and the DLQ's attributes, and the value is in the dead letter's body anyway.
+    return MessageError(
+        FailureReason.WRONG_TYPE, f"{column}: expected {expected}, got {kind_of(value)}"
+    )
+
+
+def _out_of_range(column: str, what: str) -> MessageError:
+    return MessageError(FailureReason.OUT_OF_RANGE, f"{column}: {what}")
 
 
 def to_text(max_bytes: int | None) -> Converter:
@@ -74,14 +95,18 @@ def to_bigint(value: object, column: str) -> object:
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > 20 and text.lstrip("+-").isdigit():
+            # int() refuses over 4,300 digits; anything past 20 is past 64 bits anyway.
+            raise _out_of_range(column, "the integer exceeds 64 bits")
         try:
-            number = int(value.strip())
+            number = int(text)
         except ValueError:
             raise _wrong(column, "an integer", value) from None
     else:
         raise _wrong(column, "an integer", value)
     if not _INT64[0] <= number <= _INT64[1]:
-        raise MessageError(FailureReason.OUT_OF_RANGE, f"{column}: {number} exceeds 64 bits")
+        raise _out_of_range(column, "the integer exceeds 64 bits")
     return number
 
 
@@ -98,7 +123,7 @@ def to_double(value: object, column: str) -> object:
     else:
         raise _wrong(column, "a number", value)
     if not math.isfinite(number):
-        raise MessageError(FailureReason.OUT_OF_RANGE, f"{column}: {value!r} is not finite")
+        raise _out_of_range(column, "the number is not finite")
     return number
 
 
@@ -109,12 +134,18 @@ def to_decimal(value: object, column: str) -> object:
         number = Decimal(value.strip() if isinstance(value, str) else str(value))
     except InvalidOperation:
         raise _wrong(column, "a decimal number", value) from None
-    if not number.is_finite() or abs(number) >= _DECIMAL_LIMIT:
-        raise MessageError(
-            FailureReason.OUT_OF_RANGE,
-            f"{column}: {value!r} does not fit DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})",
-        )
-    return number.quantize(_QUANTUM)
+    # Checked on the exponent before any arithmetic: abs() or quantize() of 1e1000000 would
+    # raise decimal.Overflow, and of 1e-1000000 work through a million digits. Checked again
+    # after rounding, which can carry 99999999999999.9999999 up to fifteen digits.
+    if number.is_zero() or (number.is_finite() and number.adjusted() < -DECIMAL_SCALE - 1):
+        return _ZERO  # rounds to 0 at this scale, whatever its exponent
+    if number.is_finite() and number.adjusted() < _DECIMAL_DIGITS_BEFORE_POINT:
+        rounded = number.quantize(_QUANTUM)
+        if not rounded or rounded.adjusted() < _DECIMAL_DIGITS_BEFORE_POINT:
+            return rounded
+    raise _out_of_range(
+        column, f"the number does not fit DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})"
+    )
 
 
 _TRUE_WORDS = {"true", "1", "yes", "y", "t"}
@@ -149,18 +180,14 @@ def to_timestamp(value: object, column: str) -> object:
             try:
                 stamp = stamp.astimezone(UTC).replace(tzinfo=None)
             except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 falls before year 1
-                raise MessageError(
-                    FailureReason.OUT_OF_RANGE, f"{column}: {value!r} is outside years 1-9999"
-                ) from None
+                raise _out_of_range(column, "the timestamp is outside years 1-9999") from None
         return stamp
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > _EPOCH_MS_THRESHOLD else value
         try:
+            seconds = value / 1000 if value > _EPOCH_MS_THRESHOLD else value
             return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
         except (OverflowError, OSError, ValueError):
-            raise MessageError(
-                FailureReason.OUT_OF_RANGE, f"{column}: {value!r} is not a valid epoch time"
-            ) from None
+            raise _out_of_range(column, "the number is not a valid epoch time") from None
     raise _wrong(column, "a timestamp", value)
 
 

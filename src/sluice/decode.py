@@ -39,12 +39,19 @@ def parse_event(text: str) -> dict[str, object]:
 
 
 def _contains_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
+    """Whether any key or string in ``value`` holds U+0000. A loop, not recursion: a message
+    may nest 1,024 levels, deeper than Python's recursion limit allows."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
@@ -88,7 +95,12 @@ def unwrap(body: str) -> tuple[dict[str, object], str] | None:
 
 
 def decode_message(message: ReceivedMessage, mapping: TableMapping) -> Decoded:
-    """One received message, classified: a row to load, a dead letter, or nothing to do."""
+    """One received message, classified: a row to load, a dead letter, or nothing to do.
+
+    Never raises: whatever one message holds can only fail that message. A step that raises
+    something no rule foresaw is a bug, and the message becomes a dead letter with reason
+    ``internal_error`` naming the exception type (never its text, which may quote values).
+    """
     try:
         unwrapped = unwrap(message.body)
         if unwrapped is None:
@@ -97,3 +109,7 @@ def decode_message(message: ReceivedMessage, mapping: TableMapping) -> Decoded:
         return mapping.map_event(event, text, message)
     except MessageError as exc:
         return DeadLetter(message, exc.reason, exc.detail)
+    except RecursionError:
+        return DeadLetter(message, FailureReason.INTERNAL_ERROR, "RecursionError: nested too deep")
+    except Exception as exc:  # the per-message guard: see the docstring
+        return DeadLetter(message, FailureReason.INTERNAL_ERROR, type(exc).__name__)

@@ -31,6 +31,9 @@ class FailureReason(enum.Enum):
     OUT_OF_RANGE = "out_of_range"
     MISSING_DEDUPE_KEY = "missing_dedupe_key"
     REJECTED_BY_WAREHOUSE = "rejected_by_warehouse"
+    # A step raised something no rule foresaw: a bug, kept to this one message (the detail
+    # names the exception type, never the message's values).
+    INTERNAL_ERROR = "internal_error"
 
 
 class SluiceError(Exception):

@@ -14,8 +14,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
-import orjson
-
+from sluice.canonical import event_key, exact_tree, value_bytes
 from sluice.config_parse import validate_identifier
 from sluice.convert import ColumnType, Converter, converter_for
 from sluice.errors import ConfigError, FailureReason, MessageError
@@ -125,7 +124,7 @@ class TableMapping:
                 append(None)
                 continue
             append(step.convert(value, step.name))
-        key = self.dedupe_key(event)
+        key = self.dedupe_key(event, raw_text)
         sent_at = (
             _EPOCH + timedelta(milliseconds=message.sent_timestamp_ms)
             if message.sent_timestamp_ms
@@ -134,10 +133,15 @@ class TableMapping:
         values.extend((key, message.message_id, sent_at, raw_text))
         return MappedRow(message, key, tuple(values))
 
-    def dedupe_key(self, event: Mapping[str, object]) -> str:
+    def dedupe_key(self, event: Mapping[str, object], raw_text: str) -> str:
+        """The event's key: its canonical form's SHA-256, or its dedupe paths' values'.
+
+        ``raw_text`` is the JSON the event was parsed from: numbers a double cannot hold
+        exactly, which orjson rounds in ``event``, are read from it exactly.
+        """
         if not self.dedupe_paths:
-            canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
-            return hashlib.sha256(canonical).hexdigest()
+            return event_key(event, raw_text)
+        exact: object = None
         parts = []
         for path in self.dedupe_paths:
             value = _lookup(event, path)
@@ -145,11 +149,16 @@ class TableMapping:
                 raise MessageError(
                     FailureReason.MISSING_DEDUPE_KEY, f"dedupe path {'.'.join(path)} is absent"
                 )
-            parts.append(orjson.dumps(value))
+            if isinstance(value, float | dict | list):
+                # A float may be a rounded reading of its text; a container's form must not
+                # depend on the order its keys were sent in. Both come from the exact reading.
+                exact = exact_tree(raw_text) if exact is None else exact
+                value = _lookup(exact, path)
+            parts.append(value_bytes(value))
         return hashlib.sha256(b"\x1f".join(parts)).hexdigest()
 
 
-def _lookup(event: Mapping[str, object], path: tuple[str, ...]) -> object:
+def _lookup(event: object, path: tuple[str, ...]) -> object:
     current: object = event
     for key in path:
         if not isinstance(current, dict):  # decoded JSON objects are always dicts

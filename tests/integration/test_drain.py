@@ -55,7 +55,7 @@ def test_every_valid_message_loaded_once_and_malformed_dead_lettered(
     mapping = load_mapping(None, table_name)
     import orjson
 
-    expected_keys = {mapping.dedupe_key(orjson.loads(m.body)) for m in plan if m.valid}
+    expected_keys = {mapping.dedupe_key(orjson.loads(m.body), m.body) for m in plan if m.valid}
     if sink == "postgres":
         counts = _pg_counts(pg_dsn, table_name)
     else:

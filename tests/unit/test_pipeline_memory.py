@@ -48,7 +48,7 @@ def events(count: int, seed: int = 1, start: int = 0) -> list[str]:
 
 
 def key_of(body: str) -> str:
-    return MAPPING.dedupe_key(orjson.loads(body))
+    return MAPPING.dedupe_key(orjson.loads(body), body)
 
 
 def options(**overrides: object) -> PipelineOptions:
