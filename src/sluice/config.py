@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sluice.config_parse import (
     Spec,
+    byte_size,
     choice_of,
     enum_of,
     float_range,
@@ -41,7 +42,10 @@ from sluice.config_redshift import (
     redshift_defaults,
 )
 from sluice.errors import ConfigError
+from sluice.memory import MIB, default_max_held_bytes, memory_limit
 from sluice.scaling import MAX_PROCESSES, AutoscalePolicy, ScaleRange
+
+SQS_MAX_BODY = MIB  # the largest message body SQS carries
 
 
 class SinkKind(enum.Enum):
@@ -97,6 +101,7 @@ class Settings:
     mapping_file: str | None = None
     receive_concurrency: int = 8
     max_held_messages: int = 10_000
+    max_held_bytes: int = 256 * MIB  # load_settings derives it from memory when not given
     batch_max_rows: int = 5_000
     batch_max_bytes: int = 16 * 1024 * 1024
     batch_max_age: float = 2.0
@@ -195,6 +200,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("mapping_file", "SLUICE_MAPPING_FILE", nonempty_text, "TOML table mapping"),
     Spec("receive_concurrency", "SLUICE_RECEIVE_CONCURRENCY", int_range(1, 256), "long polls"),
     Spec("max_held_messages", "SLUICE_MAX_HELD_MESSAGES", int_range(10, 1_000_000), "backpressure"),
+    Spec(
+        "max_held_bytes",
+        "SLUICE_MAX_HELD_BYTES",
+        byte_size(MIB, 64 * 1024 * MIB),
+        "bodies held at most (bytes, or 512MiB); default: a quarter of memory, 32 MiB-1 GiB",
+    ),
     Spec("batch_max_rows", "SLUICE_BATCH_MAX_ROWS", int_range(1, 1_000_000), "flush at rows"),
     Spec("batch_max_bytes", "SLUICE_BATCH_MAX_BYTES", int_range(1024, 1 << 30), "flush at bytes"),
     Spec("batch_max_age", "SLUICE_BATCH_MAX_AGE", float_range(0.01, 900), "flush at age (s)"),
@@ -291,12 +302,21 @@ def load_settings(
         except ValueError as exc:
             shown = "***" if spec.secret else repr(text)
             raise ConfigError(f"{source}={shown} is invalid: {exc}") from None
-    values.setdefault("worker_id", f"{socket.gethostname()}-{os.getpid()}")
-    if values.get("sink") is SinkKind.REDSHIFT:
-        redshift_defaults(values)
+    _derived_defaults(values)
     settings = Settings(**values)
     _check_together(settings)
     return settings
+
+
+def _derived_defaults(values: dict[str, Any]) -> None:
+    """Defaults that depend on this host or on other settings, for what was not given."""
+    values.setdefault("worker_id", f"{socket.gethostname()}-{os.getpid()}")
+    if "max_held_bytes" not in values:
+        scale = values.get("autoscale")
+        processes = scale.high if isinstance(scale, ScaleRange) else values.get("processes", 1)
+        values["max_held_bytes"] = default_max_held_bytes(memory_limit(), int(processes))
+    if values.get("sink") is SinkKind.REDSHIFT:
+        redshift_defaults(values)
 
 
 def _as_text(value: object) -> str:
@@ -328,6 +348,12 @@ def _check_together(s: Settings) -> None:
         raise ConfigError(
             "SLUICE_SINK=duckdb allows one writer process: use SLUICE_SINK=postgres (or one "
             "process) with SLUICE_PROCESSES or SLUICE_AUTOSCALE"
+        )
+    if s.max_held_bytes < s.max_messages * SQS_MAX_BODY:
+        raise ConfigError(
+            f"SLUICE_MAX_HELD_BYTES={s.max_held_bytes} is invalid: must be at least "
+            f"SQS_MAX_MESSAGES x 1 MiB = {s.max_messages * SQS_MAX_BODY}, what one receive "
+            "of the largest messages brings"
         )
     if s.max_held_messages < s.max_messages * s.receive_concurrency:
         raise ConfigError(

@@ -66,6 +66,25 @@ def float_range(lo: float, hi: float) -> Callable[[str], object]:
     return parse
 
 
+_SIZE = re.compile(r"\s*([0-9]+)\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def byte_size(lo: int, hi: int) -> Callable[[str], object]:
+    """Bytes, written plainly or with a binary unit: 268435456, 256MiB, 256M (all 2**28)."""
+
+    def parse(raw: str) -> int:
+        match = _SIZE.fullmatch(raw)
+        if match is None:
+            raise ValueError(f"must be a size in bytes from {lo} to {hi} (or like 256MiB)")
+        value = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "")[:1].lower()]
+        if not lo <= value <= hi:
+            raise ValueError(f"must be a size in bytes from {lo} to {hi} (or like 256MiB)")
+        return value
+
+    return parse
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 

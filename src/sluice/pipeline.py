@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.batching import Batch, FlushPolicy
-from sluice.config import FaultPoint, Settings
+from sluice.config import SQS_MAX_BODY, FaultPoint, Settings
 from sluice.decode import decode_message
 from sluice.errors import FailureReason, SluiceError, TransientError
+from sluice.held import HeldMessages
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
 from sluice.model import DeadLetter, ReceivedMessage, StopReason
@@ -30,6 +31,10 @@ from sluice.sinks.base import FaultHook, NoFaults, Sink
 from sluice.sources.base import DeadLetterTarget, Source
 
 DRAIN_POLL_WAIT = 1  # seconds a long poll waits in drain mode, so an empty queue ends fast
+# Short polls (SQS_WAIT_TIME_SECONDS=0) that find nothing back off towards what one long poll
+# costs (one request per 20 s); in drain mode no further than 1 s, so the end is seen soon.
+SHORT_POLL_BACKOFF = ExponentialBackoff(base=0.05, cap=20.0)
+SHORT_POLL_DRAIN_BACKOFF = ExponentialBackoff(base=0.05, cap=1.0)
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,27 @@ class PipelineOptions:
     worker_id: str
     backoff: ExponentialBackoff
     drain: bool = False
+    # Bytes of message bodies held at most, counting what polls in flight may still bring
+    # (each up to max_messages x max_message_bytes): memory stays bounded by bytes, not only
+    # by count, whatever the messages weigh.
+    max_held_bytes: int = 256 * 1024 * 1024
+    max_message_bytes: int = SQS_MAX_BODY
+
+    @property
+    def poll_reserve_bytes(self) -> int:
+        return self.max_messages * self.max_message_bytes
+
+    @property
+    def empty_receive_backoff(self) -> ExponentialBackoff | None:
+        """How receivers back off after empty receives: only short polls need to."""
+        if self.wait_time_seconds > 0:
+            return None
+        return SHORT_POLL_DRAIN_BACKOFF if self.drain else SHORT_POLL_BACKOFF
 
     @classmethod
-    def from_settings(cls, s: Settings, *, drain: bool = False) -> PipelineOptions:
+    def from_settings(
+        cls, s: Settings, *, drain: bool = False, max_message_bytes: int = SQS_MAX_BODY
+    ) -> PipelineOptions:
         return cls(
             receive_concurrency=s.receive_concurrency,
             max_messages=s.max_messages,
@@ -66,13 +89,9 @@ class PipelineOptions:
             worker_id=s.worker_id,
             backoff=ExponentialBackoff(base=0.2, cap=s.retry_max_backoff),
             drain=drain,
+            max_held_bytes=s.max_held_bytes,
+            max_message_bytes=max_message_bytes,
         )
-
-
-@dataclass(slots=True)
-class _Held:
-    message: ReceivedMessage
-    visible_again_at: float
 
 
 class Pipeline:
@@ -102,7 +121,11 @@ class Pipeline:
         self.counters = WorkerCounters()
         self.breaker = CircuitBreaker(clock)
         self.log = structlog.get_logger("sluice.pipeline").bind(worker=options.worker_id)
-        self._held: dict[str, _Held] = {}
+        self._held = HeldMessages()
+        self._stopping = False  # set at shutdown: polls in flight finish, nothing new starts
+        # Set (and replaced) when a receive brings messages or the pipeline stops: receivers
+        # backing off after empty short polls wake on it and go back to polling at once.
+        self._wake = asyncio.Event()
         self._batch = Batch(opened_at=clock())
         self._flush_wanted = asyncio.Event()
         self._gate = asyncio.Condition()
@@ -127,13 +150,14 @@ class Pipeline:
     def held(self) -> int:
         return len(self._held)
 
+    @property
+    def held_bytes(self) -> int:
+        return self._held.bytes
+
     def view(self) -> PipelineView:
         """A snapshot for metrics: counters, held messages, oldest SentTimestamp, circuit."""
-        sent = [
-            h.message.sent_timestamp_ms for h in self._held.values() if h.message.sent_timestamp_ms
-        ]
         return PipelineView(
-            self.counters, len(self._held), min(sent, default=None), self.breaker.state
+            self.counters, len(self._held), self._held.oldest_sent_ms(), self.breaker.state
         )
 
     # -- the run ------------------------------------------------------------------------
@@ -168,12 +192,18 @@ class Pipeline:
     async def _shutdown(
         self, receivers: list[asyncio.Task[None]], helpers: list[asyncio.Task[None]]
     ) -> None:
-        """Stop receiving, flush and settle what is held, release the rest, within grace."""
+        """Stop receiving, flush and settle what is held, release the rest, within grace.
+
+        Polls in flight are not cancelled: SQS may already have hidden the messages a poll is
+        bringing, and a cancelled poll would strand them until their visibility timeout. Each
+        finishes (within the grace), and what it brings is released with the rest.
+        """
         deadline = self.clock() + self.options.shutdown_grace
         margin = min(2.0, self.options.shutdown_grace * 0.2)  # kept for releasing
-        for task in receivers:
-            task.cancel()  # aborts in-flight long polls
-        await asyncio.gather(*receivers, return_exceptions=True)
+        self._stopping = True
+        self._wake.set()  # receivers backing off end now
+        await self._notify_gate()  # and so do receivers waiting for room
+        self._flush_wanted.set()
         helpers[0].cancel()
         await asyncio.gather(helpers[0], return_exceptions=True)
         if self._batch.messages:
@@ -187,9 +217,10 @@ class Pipeline:
                 self.log.warning("final_flush_skipped", messages=len(self._batch.messages))
             else:
                 self._start_processing(self._take_batch())
-        if self._loads:
+        waiting = [*self._loads, *(task for task in receivers if not task.done())]
+        if waiting:
             _, pending = await asyncio.wait(
-                self._loads, timeout=max(0.0, deadline - margin - self.clock())
+                waiting, timeout=max(0.0, deadline - margin - self.clock())
             )
             for task in pending:
                 task.cancel()
@@ -200,8 +231,7 @@ class Pipeline:
         await self._release_held(max(0.1, deadline - self.clock()))
 
     async def _release_held(self, seconds: float) -> None:
-        messages = [h.message for h in self._held.values()]
-        self._held.clear()
+        messages = self._held.take_all()
         if not messages:
             return
         try:
@@ -215,13 +245,15 @@ class Pipeline:
     # -- receiving ----------------------------------------------------------------------
 
     def _may_receive(self) -> bool:
-        """Room for one more poll's worth, counting polls already in flight, and a batch
-        that is not already full (the flusher or a load slot is behind), and a closed circuit.
+        """Room for one more poll's worth, by count and by bytes, counting polls already in
+        flight, and a batch that is not already full (the flusher or a load slot is behind),
+        and a closed circuit.
         """
         opts = self.options
-        reserved = (self._polls_in_flight + 1) * opts.max_messages
+        polls = self._polls_in_flight + 1
         return (
-            self.held + reserved <= opts.max_held
+            self.held + polls * opts.max_messages <= opts.max_held
+            and self._held.bytes + polls * opts.poll_reserve_bytes <= opts.max_held_bytes
             and len(self._batch.messages) < opts.flush.max_rows
             and self.breaker.allows_receiving
         )
@@ -232,10 +264,13 @@ class Pipeline:
 
     async def _receive_loop(self) -> None:
         attempt = 0
+        empty = 0  # this receiver's empty receives in a row
         opts = self.options
         while True:
             async with self._gate:
-                await self._gate.wait_for(self._may_receive)
+                await self._gate.wait_for(lambda: self._stopping or self._may_receive())
+                if self._stopping:
+                    return
                 self._polls_in_flight += 1  # reserved under the lock, with the check
             try:
                 messages = await self.source.receive(
@@ -246,25 +281,52 @@ class Pipeline:
                 delay = opts.backoff.delay(attempt)
                 attempt += 1
                 self.log.warning("receive_failed", error=str(exc), retry_in=round(delay, 2))
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 continue
             finally:
                 self._polls_in_flight -= 1
             attempt = 0
+            if self._stopping:
+                # Brought in after the stop: held only to be released with the rest.
+                self._held.add(messages, self.clock() + opts.visibility_timeout)
+                return
             if not messages:
                 self.counters.empty_receives += 1
                 self._empty_streak += 1
                 if self._drained_batch_waiting():
                     self._flush_wanted.set()
+                await self._after_empty_receive(empty)
+                empty += 1
                 continue
+            empty = 0
+            if self._empty_streak:
+                self._wake.set()  # the queue has messages again: every receiver back to work
+                self._wake = asyncio.Event()
             self._empty_streak = 0
             self._accept(messages)
 
+    async def _after_empty_receive(self, empty_before: int) -> None:
+        """Short polls answer at once even on an empty queue: back off with jitter, so an
+        idle worker costs about what long polls cost instead of a request every millisecond."""
+        backoff = self.options.empty_receive_backoff
+        if backoff is None:
+            return
+        if empty_before == 0 and self._empty_streak == 1:
+            self.log.info(
+                "short_poll_backoff",
+                why="SQS_WAIT_TIME_SECONDS=0: empty receives back off up to "
+                f"{backoff.cap:g} s; 1-20 makes them long polls",
+            )
+        await self._pause(backoff.delay(empty_before))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if messages come or the pipeline stops meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
     def _accept(self, messages: Sequence[ReceivedMessage]) -> None:
         now = self.clock()
-        visible_again = now + self.options.visibility_timeout
-        for message in messages:
-            self._held[message.receipt_handle] = _Held(message, visible_again)
+        self._held.add(messages, now + self.options.visibility_timeout)
         self.counters.received += len(messages)
         self.faults.hit(FaultPoint.AFTER_RECEIVE)
         for message in messages:
@@ -288,10 +350,14 @@ class Pipeline:
         return batch
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             timeout = self.options.flush.seconds_left(self._batch, self.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_wanted.wait(), timeout)
+            # Python 3.11's wait_for can swallow a cancellation that lands as the event is
+            # set, so the stop is also checked here rather than trusted to cancel().
+            if self._stopping:
+                return
             self._flush_wanted.clear()
             due = self.options.flush.due(self._batch, self.clock())
             if due is None and not self._drained_batch_waiting():
@@ -340,16 +406,14 @@ class Pipeline:
                 self.counters.batches += 1
             to_delete.extend(await self.settler.dead_letter(dead))
             await self.settler.delete(to_delete)
-            for message in batch.messages:
-                self._held.pop(message.receipt_handle, None)
+            self._held.remove(batch.messages)
             if self.on_progress is not None:
                 self.on_progress(self.counters)
         except Exception:
             # A bug, not an outage: stop holding these messages so they reappear after
             # their visibility timeout instead of being extended forever.
             self.log.exception("process_failed", messages=len(batch.messages))
-            for message in batch.messages:
-                self._held.pop(message.receipt_handle, None)
+            self._held.remove(batch.messages)
         finally:
             self._load_slots.release()
             await self._notify_gate()
@@ -362,9 +426,7 @@ class Pipeline:
         while True:
             await asyncio.sleep(self.options.heartbeat_interval)
             now = self.clock()
-            due = [
-                h.message for h in self._held.values() if h.visible_again_at - now < visibility / 2
-            ]
+            due = self._held.visible_within(now, visibility / 2)
             if not due:
                 continue
             try:
@@ -373,10 +435,7 @@ class Pipeline:
                 self.counters.visibility_failures += len(due)
                 self.log.warning("heartbeat_failed", messages=len(due), error=str(exc))
                 continue
-            for message in result.succeeded:
-                held = self._held.get(message.receipt_handle)
-                if held is not None:
-                    held.visible_again_at = now + visibility
+            self._held.extended(result.succeeded, now + visibility)
             self.counters.visibility_extended += len(result.succeeded)
             self.counters.visibility_failures += len(result.failed)
 

@@ -427,7 +427,7 @@ class FaultProxy:
 
 def expected_keys(plan: Sequence[SyntheticMessage], table: str) -> set[str]:
     mapping = load_mapping(None, table)
-    return {mapping.dedupe_key(orjson.loads(m.body)) for m in plan if m.valid}
+    return {mapping.dedupe_key(orjson.loads(m.body), m.body) for m in plan if m.valid}
 
 
 @dataclass(frozen=True)
