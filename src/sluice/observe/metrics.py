@@ -47,11 +47,18 @@ class QueueDepthMonitor:
     async def poll_once(self) -> None:
         try:
             self.queue = await self.source.depth()
-            if self.dlq is not None:
-                self.dead_letters = await self.dlq.depth()
             self.last_success = self.clock()
         except SluiceError as exc:
             self.log.warning("queue_depth_failed", error=str(exc))
+        if self.dlq is None:
+            return
+        # Apart: a DLQ that does not answer is not the source being unreachable (failed
+        # dead-letter sends report that, as "degraded").
+        try:
+            self.dead_letters = await self.dlq.depth()
+        except SluiceError as exc:
+            self.dead_letters = None
+            self.log.warning("dlq_depth_failed", error=str(exc))
 
     async def run(self) -> None:
         while True:
