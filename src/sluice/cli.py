@@ -145,7 +145,13 @@ def run(ctx: click.Context, drain: bool, processes: str | None, autoscale: str |
     c = summary.counters
     click.echo(
         f"{summary.reason.value}: {c.inserted} rows loaded, {c.duplicates} duplicates absorbed, "
-        f"{c.failed} dead-lettered, {c.processed / max(summary.seconds, 1e-9):.0f} msg/s",
+        f"{sum(c.dead_lettered.values())} dead-lettered"
+        + (
+            f" ({c.dead_letter_send_failures} not taken by the DLQ)"
+            if c.dead_letter_send_failures
+            else ""
+        )
+        + f", {c.processed / max(summary.seconds, 1e-9):.0f} msg/s",
         err=True,
     )
 
@@ -307,7 +313,7 @@ def send(
     seed: int,
 ) -> None:
     """Load generator: put events on SQS_QUEUE_URL at a target rate."""
-    from sluice.sender import send_bodies
+    from sluice.sender import Outgoing, SendReport, send_messages
     from sluice.sources.sqs import sqs_client
     from sluice.synth import synthetic_stream
 
@@ -325,7 +331,7 @@ def send(
             )
         ]
 
-    async def go(advance: Callable[[int], None]) -> int:
+    async def go(advance: Callable[[int], None]) -> SendReport:
         async with sqs_client(
             settings.aws_region,
             settings.sqs_endpoint_url,
@@ -333,13 +339,17 @@ def send(
             obj.credentials(),
             settings.sqs_client,
         ) as client:
-            return await send_bodies(
-                client, str(settings.queue_url), bodies, rate=rate, on_sent=advance
+            return await send_messages(
+                client, str(settings.queue_url), map(Outgoing, bodies), rate=rate, on_sent=advance
             )
 
     with counting_progress(Console(stderr=True), "sending", len(bodies)) as advance:
-        sent = run_async(go(advance))
-    click.echo(f"sent {sent} message(s) to {settings.queue_url}", err=True)
+        report = run_async(go(advance))
+    click.echo(f"sent {len(report.sent)} message(s) to {settings.queue_url}", err=True)
+    for index, why in report.failed[:20]:
+        click.echo(f"not sent: line/message {index + 1}: {why}", err=True)
+    if report.failed:
+        fail(f"{len(report.failed)} message(s) could not be sent")
 
 
 @cli.command()

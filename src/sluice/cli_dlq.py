@@ -103,6 +103,11 @@ def replay(ctx: click.Context, reasons: tuple[str, ...], limit: int, rate: float
     queue_url = obj.settings().queue_url
     if not queue_url:
         fail("SQS_QUEUE_URL is required: the queue to replay into", EXIT_CONFIG)
+    if queue_url.rstrip("/").endswith(".fifo"):
+        fail(
+            f"SQS_QUEUE_URL={queue_url} is a FIFO queue: Sluice supports standard queues only",
+            EXIT_CONFIG,
+        )
     wanted = frozenset(r.removeprefix("reason=") for r in reasons) or None
 
     with counting_progress(Console(stderr=True), "replaying", limit) as advance:
@@ -114,7 +119,12 @@ def replay(ctx: click.Context, reasons: tuple[str, ...], limit: int, rate: float
                 ),
             )
         )
-    click.echo(f"replayed {result.replayed}, left {result.skipped} in the DLQ", err=True)
+    left = result.skipped + len(result.failed)
+    click.echo(f"replayed {result.replayed}, left {left} in the DLQ", err=True)
+    for source_id, why in result.failed:
+        click.echo(f"not replayed (left in the DLQ): {source_id}: {why}", err=True)
+    if result.failed:
+        fail(f"{len(result.failed)} dead letter(s) could not be replayed; they stay in the DLQ")
 
 
 @dlq.command()

@@ -58,6 +58,14 @@ def _rate(value: Any) -> str:
     return "-" if value is None else f"{value:,.1f}/s"
 
 
+def _dead_letter_health(letters: dict[str, Any]) -> str:
+    failures = f"{_count(letters.get('send_failures'))} failed"
+    degraded = letters.get("degraded") or []
+    if degraded:
+        return f"DEGRADED: failing now on {', '.join(degraded)} ({failures})"
+    return f"ok ({failures})"
+
+
 def status_view(doc: dict[str, Any]) -> Group:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -69,6 +77,9 @@ def status_view(doc: dict[str, Any]) -> Group:
     table.add_row("dead-letter queue", _count(queue.get("dlq")))
     age = doc.get("oldest_age")
     table.add_row("oldest held message", "-" if age is None else format_duration(age))
+    letters = doc.get("dead_letters")
+    if letters is not None:
+        table.add_row("dead-letter sends", _dead_letter_health(letters))
     workers = doc.get("workers")
     if workers is not None:
         table.add_row(

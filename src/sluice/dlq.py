@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.model import ReceivedMessage
-from sluice.sender import send_bodies
-from sluice.sources.sqs import SqsQueue, call
+from sluice.sender import Outgoing, send_messages
+from sluice.sources.sqs import SqsQueue, call, to_message
+from sluice.sources.sqs_attributes import producer_attributes, to_wire
 
 PEEK_VISIBILITY = 60  # seconds a peeked message stays hidden while we look at it
 
@@ -53,14 +54,7 @@ async def peek(client: Any, url: str, limit: int) -> tuple[list[DeadLetterView],
             continue
         empty_polls = 0
         for raw in batch:
-            attrs = raw.get("Attributes", {})
-            message = ReceivedMessage(
-                raw["MessageId"],
-                raw["ReceiptHandle"],
-                raw.get("Body", ""),
-                int(attrs.get("ApproximateReceiveCount", 1)),
-                int(attrs.get("SentTimestamp", 0)),
-            )
+            message = to_message(raw)
             views.append(
                 DeadLetterView(
                     message,
@@ -88,6 +82,7 @@ async def reason_counts(client: Any, url: str, limit: int) -> Counter[str]:
 class ReplayResult:
     replayed: int
     skipped: int
+    failed: tuple[tuple[str, str], ...] = ()  # (source message id, why): left in the DLQ
 
 
 async def replay(
@@ -100,21 +95,33 @@ async def replay(
     rate: float | None,
     on_sent: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Send dead letters' original bodies back to the source queue, then delete them.
+    """Send dead letters back to the source queue as the producer sent them, then delete them.
 
-    Sent first, deleted after: a crash in between replays a message twice, which the
-    merge absorbs; the other order could lose it.
+    The body and the producer's own attributes go back; Sluice's ``sluice.*`` ones do not.
+    Sent first, deleted after: a crash in between replays a message twice, which the merge
+    absorbs; the other order could lose it. A letter that could not be sent is released
+    back to the DLQ (visible again at once) and reported, never deleted.
     """
     views, _ = await peek(client, dlq_url, limit)
     chosen = [v for v in views if reasons is None or v.reason in reasons]
     skipped = [v for v in views if v not in chosen]
     await release(client, dlq_url, skipped)
-    await send_bodies(
-        client, queue_url, (v.message.body for v in chosen), rate=rate, on_sent=on_sent
+    report = await send_messages(
+        client,
+        queue_url,
+        (Outgoing(v.message.body, to_wire(producer_attributes(v.message))) for v in chosen),
+        rate=rate,
+        on_sent=on_sent,
     )
     dlq = SqsQueue(client, dlq_url)
-    await dlq.delete([v.message for v in chosen])
-    return ReplayResult(len(chosen), len(skipped))
+    await dlq.delete([chosen[i].message for i in report.sent])
+    unsent = [chosen[i] for i, _ in report.failed]
+    await release(client, dlq_url, unsent)
+    return ReplayResult(
+        len(report.sent),
+        len(skipped),
+        tuple((chosen[i].source_message_id, why) for i, why in report.failed),
+    )
 
 
 async def purge(client: Any, url: str) -> None:

@@ -17,6 +17,9 @@ class ReceivedMessage:
     body: str
     receive_count: int
     sent_timestamp_ms: int
+    # The producer's message attributes, (name, DataType, value) sorted by name; value is
+    # bytes for Binary types, else text. Carried so a dead letter keeps what was sent.
+    attributes: tuple[tuple[str, str, str | bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from sluice.config import FaultPoint
 from sluice.errors import SluiceError
-from sluice.model import DeadLetter, ReceivedMessage
+from sluice.model import DeadLetter, ReceivedMessage, SettleResult
 from sluice.observe.stats import WorkerCounters
 from sluice.sinks.base import FaultHook
 from sluice.sources.base import DeadLetterTarget, Source
@@ -24,12 +25,15 @@ class Settler:
         counters: WorkerCounters,
         faults: FaultHook,
         log: structlog.typing.FilteringBoundLogger,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.dead_letters = dead_letters
         self.counters = counters
         self.faults = faults
         self.log = log
+        self.clock = clock
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> list[ReceivedMessage]:
         """Send permanent failures to the DLQ; return the messages now safe to delete."""
@@ -51,13 +55,24 @@ class Settler:
         try:
             result = await self.dead_letters.send(letters)
         except SluiceError as exc:
-            self.log.warning("dead_letter_send_failed", messages=len(letters), error=str(exc))
-            return []
+            result = SettleResult((), tuple((letter.message, str(exc)) for letter in letters))
+        if result.succeeded:
+            self.counters.dead_letter_sent_at = self.clock()
         for message in result.succeeded:
             self.counters.dead_lettered[reasons[message.receipt_handle]] += 1
         for message, why in result.failed:
+            # Not deleted: SQS redelivers it, and the redrive policy (if any) moves it on.
+            # Counted and logged each time, so a DLQ that cannot take letters is seen.
             self.counters.left_to_redrive[reasons[message.receipt_handle]] += 1
-            self.log.warning("dead_letter_send_failed", message_id=message.message_id, error=why)
+            self.counters.dead_letter_send_failures += 1
+            self.counters.dead_letter_failed_at = self.clock()
+            self.counters.dead_letter_last_error = why[:300]
+            self.log.warning(
+                "dead_letter_send_failed",
+                message_id=message.message_id,
+                reason=reasons[message.receipt_handle].value,
+                error=why,
+            )
         return list(result.succeeded)
 
     async def delete(self, messages: Sequence[ReceivedMessage]) -> None:

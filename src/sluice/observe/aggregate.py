@@ -41,12 +41,16 @@ class FleetFigures:
     processed: dict[str, float]  # worker -> messages deleted from the queue so far
     oldest_age: float | None  # the oldest held message across children (s), None if none held
     held: int
+    dead_letter_send_failures: int = 0  # summed over the children scraped
+    degraded: tuple[str, ...] = ()  # workers whose dead-letter sends are failing now
 
     @classmethod
     def of(cls, scrapes: Iterable[ChildScrape]) -> FleetFigures:
         processed: dict[str, float] = {}
         ages: list[float] = []
         held = 0
+        failures = 0
+        degraded: list[str] = []
         for scrape in scrapes:
             for family in scrape.families:
                 for sample in family.samples:
@@ -57,7 +61,11 @@ class FleetFigures:
                         ages.append(sample.value)
                     elif sample.name == "sluice_messages_held":
                         held += int(sample.value)
-        return cls(processed, max(ages) if ages else None, held)
+                    elif sample.name == "sluice_dead_letter_send_failures_total":
+                        failures += int(sample.value)
+                    elif sample.name == "sluice_dead_letter_degraded" and sample.value > 0:
+                        degraded.append(scrape.worker)
+        return cls(processed, max(ages) if ages else None, held, failures, tuple(degraded))
 
 
 async def scrape_children(

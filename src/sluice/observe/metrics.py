@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from sluice.errors import SluiceError
 from sluice.model import CircuitState
-from sluice.observe.stats import PipelineView
+from sluice.observe.stats import DEAD_LETTER_TROUBLE_WINDOW, PipelineView
 from sluice.sources.base import QueueDepth, Source
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -47,11 +47,18 @@ class QueueDepthMonitor:
     async def poll_once(self) -> None:
         try:
             self.queue = await self.source.depth()
-            if self.dlq is not None:
-                self.dead_letters = await self.dlq.depth()
             self.last_success = self.clock()
         except SluiceError as exc:
             self.log.warning("queue_depth_failed", error=str(exc))
+        if self.dlq is None:
+            return
+        # Apart: a DLQ that does not answer is not the source being unreachable (failed
+        # dead-letter sends report that, as "degraded").
+        try:
+            self.dead_letters = await self.dlq.depth()
+        except SluiceError as exc:
+            self.dead_letters = None
+            self.log.warning("dlq_depth_failed", error=str(exc))
 
     async def run(self) -> None:
         while True:
@@ -72,6 +79,7 @@ class WorkerMetrics:
         view: Callable[[], PipelineView],
         depths: QueueDepthMonitor | None,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # No auto-describe: it would collect at registration, before the pipeline exists.
         self.registry = CollectorRegistry(auto_describe=False)
@@ -89,7 +97,7 @@ class WorkerMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=self.registry,
         ).labels(worker_id)
-        self.registry.register(_PipelineCollector(worker_id, view, depths, wall_clock))
+        self.registry.register(_PipelineCollector(worker_id, view, depths, wall_clock, clock))
 
     def observe_load(self, rows: int, seconds: float) -> None:
         self.batch_rows.observe(rows)
@@ -106,11 +114,13 @@ class _PipelineCollector(Collector):
         view: Callable[[], PipelineView],
         depths: QueueDepthMonitor | None,
         wall_clock: Callable[[], float],
+        clock: Callable[[], float],
     ) -> None:
         self.worker = worker
         self.view = view
         self.depths = depths
         self.wall_clock = wall_clock
+        self.clock = clock
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         v = self.view()
@@ -148,6 +158,20 @@ class _PipelineCollector(Collector):
         ):
             errors.add_metric([w, kind], count)
         yield errors
+        failures = CounterMetricFamily(
+            "sluice_dead_letter_send_failures",
+            "Dead letters the DLQ did not take (the message stays on the queue).",
+            labels=["worker"],
+        )
+        failures.add_metric([w], c.dead_letter_send_failures)
+        yield failures
+        trouble = c.dead_letter_trouble(self.clock(), DEAD_LETTER_TROUBLE_WINDOW)
+        yield _gauge(
+            "sluice_dead_letter_degraded",
+            "1 while dead-letter sends fail (within 5 minutes, none working since).",
+            w,
+            0.0 if trouble is None else 1.0,
+        )
         yield _gauge("sluice_messages_held", "Messages received and not yet settled.", w, v.held)
         age = GaugeMetricFamily(
             "sluice_oldest_message_age_seconds",

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from sluice.errors import FailureReason
 from sluice.model import CircuitState
 
+# How long a failed dead-letter send keeps a worker "degraded" unless a send works since.
+DEAD_LETTER_TROUBLE_WINDOW = 300.0
+
 
 @dataclass
 class WorkerCounters:
@@ -31,6 +34,25 @@ class WorkerCounters:
     load_failures: int = 0
     receive_errors: int = 0
     empty_receives: int = 0
+    # Messages a DLQ send failed for (each attempt), and when sends last failed / worked
+    # (time.monotonic): readiness reports the worker degraded while the DLQ refuses.
+    dead_letter_send_failures: int = 0
+    dead_letter_failed_at: float | None = None
+    dead_letter_sent_at: float | None = None
+    dead_letter_last_error: str = ""
+
+    def dead_letter_trouble(self, now: float, window: float) -> str | None:
+        """Why dead-lettering is failing, if it failed within ``window`` s and has not
+        worked since; else None."""
+        failed = self.dead_letter_failed_at
+        if failed is None or now - failed > window:
+            return None
+        if self.dead_letter_sent_at is not None and self.dead_letter_sent_at > failed:
+            return None
+        return (
+            f"degraded: dead-letter sends failing ({self.dead_letter_send_failures} failed, "
+            f"the last {now - failed:.0f} s ago: {self.dead_letter_last_error})"
+        )
 
     @property
     def duplicates(self) -> int:

@@ -59,6 +59,10 @@ def status_document(sup: Supervisor) -> dict[str, Any]:
         },
         "oldest_age": sup.fleet.oldest_age,
         "held": sup.fleet.held,
+        "dead_letters": {
+            "send_failures": sup.fleet.dead_letter_send_failures,
+            "degraded": list(sup.fleet.degraded),
+        },
         "processed": sup.processed.total,
         "throughput": {
             name: {"processing": r.processing, "arrival": r.arrival, "span": round(r.window, 1)}

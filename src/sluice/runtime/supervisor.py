@@ -26,7 +26,7 @@ from sluice.observe.rates import RateHistory, ResettingCounters, Sample
 from sluice.policies import ExponentialBackoff
 from sluice.runtime.children import ChildState, WorkerProcess, start_worker_process
 from sluice.runtime.control import supervisor_endpoints
-from sluice.runtime.worker import install_signal_handlers, when_reachable
+from sluice.runtime.worker import install_signal_handlers, refuse_fifo, when_reachable
 from sluice.scaling import (
     ScaleDirection,
     ScaleReason,
@@ -98,6 +98,7 @@ class Supervisor:
         install_signal_handlers(stop, self.log)
         if not self.settings.queue_url:
             raise ConfigError("SQS_QUEUE_URL is required: the URL of the queue to drain")
+        refuse_fifo(self.settings)
         async with (
             sqs_client(
                 self.settings.aws_region,

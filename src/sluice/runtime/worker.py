@@ -18,13 +18,15 @@ from sluice.mapping import TableMapping, load_mapping
 from sluice.model import CircuitState, StopReason
 from sluice.observe.http import HttpService, health_app
 from sluice.observe.metrics import QueueDepthMonitor, WorkerMetrics
-from sluice.observe.stats import PipelineView, WorkerCounters
+from sluice.observe.stats import DEAD_LETTER_TROUBLE_WINDOW, PipelineView, WorkerCounters
 from sluice.pipeline import Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
 from sluice.runtime.faults import FaultInjector
 from sluice.sinks.base import FaultHook, Sink
 from sluice.sinks.sql import REDSHIFT_MAX_VARCHAR
-from sluice.sources.sqs import SqsDeadLetterQueue, SqsQueue, sqs_client
+from sluice.sources.sqs import SqsQueue, sqs_client
+from sluice.sources.sqs_attributes import SQS_MAX_MESSAGE_BYTES
+from sluice.sources.sqs_dlq import SqsDeadLetterQueue
 
 STARTUP_ATTEMPTS = 8
 
@@ -98,6 +100,62 @@ async def when_reachable(
     return False
 
 
+def refuse_fifo(settings: Settings) -> None:
+    """FIFO queues are refused: Sluice loads in parallel batches, so it cannot keep a
+    group's order, and its sends carry no MessageGroupId. One line, at start-up."""
+    for name, url in (("SQS_QUEUE_URL", settings.queue_url), ("SLUICE_DLQ_URL", settings.dlq_url)):
+        if url and url.rstrip("/").endswith(".fifo"):
+            raise ConfigError(
+                f"{name}={url} is a FIFO queue: Sluice supports standard queues only "
+                "(it loads in parallel and does not keep per-group order)"
+            )
+
+
+async def check_dlq_size(
+    client: object,
+    source: SqsQueue,
+    dlq: SqsDeadLetterQueue,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Read both queues' MaximumMessageSize: letters are fitted to the DLQ's, and a DLQ
+    smaller than the source means some messages can never be dead-lettered (said once)."""
+    names = ["MaximumMessageSize", "FifoQueue"]
+    try:
+        ours = await source.attributes(names)
+        theirs = await SqsQueue(client, dlq.url).attributes(names)
+    except PermanentError as exc:
+        raise ConfigError(f"SLUICE_DLQ_URL={dlq.url} is not usable: {exc}") from exc
+    except TransientError as exc:
+        log.warning("dlq_attributes_unavailable", error=str(exc))
+        return
+    for name, attrs, url in (
+        ("SQS_QUEUE_URL", ours, source.url),
+        ("SLUICE_DLQ_URL", theirs, dlq.url),
+    ):
+        if attrs.get("FifoQueue") == "true":
+            raise ConfigError(
+                f"{name}={url} is a FIFO queue: Sluice supports standard queues only "
+                "(it loads in parallel and does not keep per-group order)"
+            )
+    source_max = _int(ours.get("MaximumMessageSize"))
+    dlq_max = _int(theirs.get("MaximumMessageSize"))
+    dlq.max_bytes = dlq_max
+    if dlq_max < source_max:
+        log.warning(
+            "dlq_smaller_than_queue",
+            note=f"SLUICE_DLQ_URL MaximumMessageSize {dlq_max} < SQS_QUEUE_URL "
+            f"MaximumMessageSize {source_max}: bad messages over {dlq_max} bytes cannot be "
+            "dead-lettered and are left to the redrive policy",
+        )
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text else SQS_MAX_MESSAGE_BYTES
+    except ValueError:
+        return SQS_MAX_MESSAGE_BYTES
+
+
 async def _unless_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:
     """Await ``work`` unless ``stop`` is set first (then cancel it and return False)."""
     task = asyncio.ensure_future(work)
@@ -141,6 +199,11 @@ async def serving(
             problems.append("SQS: GetQueueAttributes has not answered lately")
         if pipeline.breaker.state is not CircuitState.CLOSED:
             problems.append(f"warehouse: circuit {pipeline.breaker.state.value} (loads failing)")
+        trouble = pipeline.counters.dead_letter_trouble(
+            time.monotonic(), DEAD_LETTER_TROUBLE_WINDOW
+        )
+        if trouble is not None:
+            problems.append(f"DLQ: {trouble}")
         return problems
 
     async def render() -> bytes:
@@ -171,6 +234,7 @@ async def run_worker(
     log = structlog.get_logger("sluice.worker").bind(worker=settings.worker_id)
     if not settings.queue_url:
         raise ConfigError("SQS_QUEUE_URL is required: the URL of the queue to drain")
+    refuse_fifo(settings)
     started = time.monotonic()
     stop = stop or asyncio.Event()
     if handle_signals:
@@ -192,6 +256,8 @@ async def run_worker(
             if settings.dlq_url
             else None
         )
+        if dlq is not None and reachable:
+            await check_dlq_size(client, source, dlq, log)
         try:
             if not (reachable and await when_reachable("warehouse", sink.open, log, stop)):
                 log.info("stopped", reason=StopReason.SIGNALLED.value, during="start-up")

@@ -16,9 +16,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.config import SqsClientKind
 from sluice.errors import PermanentError, SluiceError, TransientError
-from sluice.model import DeadLetter, ReceivedMessage, SettleResult
+from sluice.model import ReceivedMessage, SettleResult
 from sluice.policies import ExponentialBackoff
 from sluice.sources.base import QueueDepth
+from sluice.sources.sqs_attributes import BATCH_LIMIT, from_raw
 from sluice.sources.sqs_wire import (
     CredentialSource,
     WireSqsClient,
@@ -27,8 +28,6 @@ from sluice.sources.sqs_wire import (
     static_credentials,
 )
 
-BATCH_LIMIT = 10  # SQS batch APIs take at most ten entries
-SEND_BATCH_BYTES = 1024 * 1024  # and at most 1 MiB of payload per SendMessageBatch
 ENTRY_RETRIES = 5  # retries of a failed delete / visibility entry before leaving it to SQS
 _THROTTLING = {
     "Throttling",
@@ -165,7 +164,7 @@ class SqsQueue:
             MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             MessageAttributeNames=["All"],
         )
-        return [_to_message(m) for m in response.get("Messages", ())]
+        return [to_message(m) for m in response.get("Messages", ())]
 
     async def delete(self, messages: Sequence[ReceivedMessage]) -> SettleResult:
         return await self._settle(
@@ -241,6 +240,16 @@ class SqsQueue:
             await asyncio.sleep(self._backoff.delay(attempt))
         return succeeded, final
 
+    async def attributes(self, names: Sequence[str]) -> dict[str, str]:
+        """Queue attributes by name (GetQueueAttributes); absent ones are left out."""
+        response = await call(
+            self._client.get_queue_attributes,
+            "GetQueueAttributes",
+            QueueUrl=self.url,
+            AttributeNames=list(names),
+        )
+        return {str(k): str(v) for k, v in response.get("Attributes", {}).items()}
+
     async def depth(self) -> QueueDepth:
         response = await call(
             self._client.get_queue_attributes,
@@ -266,7 +275,7 @@ class SqsQueue:
             ) from exc
 
 
-def _to_message(raw: dict[str, Any]) -> ReceivedMessage:
+def to_message(raw: dict[str, Any]) -> ReceivedMessage:
     attrs = raw.get("Attributes", {})
     return ReceivedMessage(
         message_id=raw["MessageId"],
@@ -274,77 +283,5 @@ def _to_message(raw: dict[str, Any]) -> ReceivedMessage:
         body=raw.get("Body", ""),
         receive_count=int(attrs.get("ApproximateReceiveCount", 1)),
         sent_timestamp_ms=int(attrs.get("SentTimestamp", 0)),
+        attributes=from_raw(raw.get("MessageAttributes")),
     )
-
-
-def dead_letter_attributes(letter: DeadLetter, worker_id: str) -> dict[str, Any]:
-    def text(value: str) -> dict[str, str]:
-        return {"DataType": "String", "StringValue": value[:1024] or "-"}
-
-    return {
-        "sluice.reason": text(letter.reason.value),
-        "sluice.detail": text(letter.detail),
-        "sluice.source_message_id": text(letter.message.message_id),
-        "sluice.receive_count": {
-            "DataType": "Number",
-            "StringValue": str(letter.message.receive_count),
-        },
-        "sluice.worker": text(worker_id),
-    }
-
-
-class SqsDeadLetterQueue:
-    """Sends permanent failures to a DLQ: original body, reason in message attributes."""
-
-    def __init__(self, client: Any, url: str, worker_id: str) -> None:
-        self._client = client
-        self.url = url
-        self._worker_id = worker_id
-
-    async def send(self, letters: Sequence[DeadLetter]) -> SettleResult:
-        groups = _size_bounded_groups(letters, self._worker_id)
-        succeeded: list[ReceivedMessage] = []
-        failed: list[tuple[ReceivedMessage, str]] = []
-        for group in groups:
-            if not group:
-                continue
-            entries = [
-                {
-                    "Id": str(i),
-                    "MessageBody": letter.message.body or " ",
-                    "MessageAttributes": dead_letter_attributes(letter, self._worker_id),
-                }
-                for i, letter in enumerate(group)
-            ]
-            try:
-                response = await call(
-                    self._client.send_message_batch,
-                    "SendMessageBatch",
-                    QueueUrl=self.url,
-                    Entries=entries,
-                )
-            except (TransientError, PermanentError) as exc:
-                failed.extend((letter.message, str(exc)) for letter in group)
-                continue
-            for ok in response.get("Successful", ()):
-                succeeded.append(group[int(ok["Id"])].message)
-            for bad in response.get("Failed", ()):
-                failed.append((group[int(bad["Id"])].message, str(bad.get("Code", ""))))
-        return SettleResult(tuple(succeeded), tuple(failed))
-
-
-def _size_bounded_groups(letters: Sequence[DeadLetter], worker_id: str) -> list[list[DeadLetter]]:
-    """Groups of at most ten whose bodies and attributes fit one SendMessageBatch."""
-    groups: list[list[DeadLetter]] = [[]]
-    size = 0
-    for letter in letters:
-        attrs = dead_letter_attributes(letter, worker_id)
-        cost = len(letter.message.body.encode("utf-8")) + sum(
-            len(k) + len(v["StringValue"]) + len(v["DataType"]) for k, v in attrs.items()
-        )
-        if groups[-1] and (len(groups[-1]) == BATCH_LIMIT or size + cost > SEND_BATCH_BYTES):
-            groups.append([])
-            size = 0
-        groups[-1].append(letter)
-        size += cost
-    return groups
