@@ -18,7 +18,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluice.errors import FailureReason, SchemaError
+from sluice.errors import SchemaError
 from sluice.loading import Loader
 from sluice.model import CircuitState, LoadResult, MappedRow, ReceivedMessage
 from sluice.observe.stats import WorkerCounters
@@ -252,9 +252,7 @@ def test_every_row_refused_the_same_way_holds_the_batch_until_the_table_is_fixed
 
 
 @pytest.mark.parametrize("size", [2, 3])
-def test_a_small_batch_refused_row_by_row_is_held(
-    size: int, logs: list[dict[str, object]]
-) -> None:
+def test_a_small_batch_refused_row_by_row_is_held(size: int, logs: list[dict[str, object]]) -> None:
     table = Table()
     the_loader = loader(RefusingSink(table.refuse))
     result, dead = fix_after_faults(the_loader, table, [row(n) for n in range(size)], logs)
