@@ -169,6 +169,7 @@ class Loader:
         self.counters.load_failures += 1
         self.table_fault = error.signature
         self.breaker.record_failure()
+        circuit = self.breaker.state.value  # before awaiting: another batch may probe meanwhile
         delay = self.backoff.delay(attempt)
         # The signature, not the error's text: the text may quote a message's value.
         self.log.error(
@@ -177,7 +178,7 @@ class Loader:
             error=error.signature,
             schema=await self._schema_report(),
             retry_in=round(delay, 2),
-            circuit=self.breaker.state.value,
+            circuit=circuit,
         )
         await self.on_circuit_change()
         await asyncio.sleep(delay)
