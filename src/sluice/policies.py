@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sluice.model import CircuitState
@@ -71,3 +71,48 @@ class CircuitBreaker:
     @property
     def history(self) -> tuple[tuple[float, CircuitState], ...]:
         return tuple(self._history)
+
+
+@dataclass(frozen=True)
+class RejectionPolicy:
+    """Whose fault is it when the warehouse refuses rows: the rows', or the table's?
+
+    A row is at fault only when it fails where its neighbours load. When the table itself
+    refuses what the mapping accepts (a column's type changed under a running worker), every
+    row fails alone with one error, and dead-lettering them would send every valid message
+    to the DLQ. The loader bisects a refused batch depth-first, left half first, so the rows
+    tried alone come in order: if the first ``probes`` of them fail with one signature and
+    nothing has loaded, the table is suspect and bisecting stops. The rest of the batch is
+    then loaded in one go: if it loads, the probed rows were bad after all; if it fails with
+    the same signature, the table is blamed (the batch is held and retried like an outage).
+
+    Signatures are ``RowsRejectedError.signature``: the error with its values taken out.
+    """
+
+    probes: int = 3
+
+    def suspects_table(self, *, rows: int, loaded: int, lone: Sequence[str]) -> bool:
+        """After a row failed alone: ``rows`` in the batch, ``loaded`` loads succeeded,
+        ``lone`` the signatures of the rows that failed alone so far, in order."""
+        return loaded == 0 and len(lone) >= min(self.probes, rows) and len(set(lone)) == 1
+
+    def blames_table(
+        self,
+        *,
+        rows: int,
+        loaded: int,
+        lone: Sequence[str],
+        remainder: str | None,
+        active: str | None,
+    ) -> bool:
+        """The verdict once suspected. ``remainder``: the signature the rest of the batch
+        failed with (None if it loaded or the whole batch was tried row by row); ``active``:
+        the signature of a table fault not yet cleared by any successful load."""
+        if loaded or not lone or len(set(lone)) != 1:
+            return False
+        signature = lone[0]
+        if len(lone) < rows:  # the rest of the batch was tried in one load
+            return remainder == signature
+        # Every row failed alone the same way: two or more is the table; a batch of one
+        # row cannot tell, unless other batches are failing the same way right now.
+        return rows >= 2 or signature == active

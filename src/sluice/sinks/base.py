@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -21,11 +22,30 @@ class NoFaults:
         return None
 
 
+# Values inside an error text: quoted literals first (they may hold digits), then numbers.
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
+
+
+def error_signature(text: str, code: str = "") -> str:
+    """``text`` with its values taken out (quoted literals and numbers become ``?``), led by
+    ``code`` (a SQLSTATE): two rows refused for one reason get equal signatures, and a
+    signature can be logged where the text, which may quote a message's value, cannot."""
+    stripped = _NUMBER.sub("?", _QUOTED.sub("?", text.lower()))
+    return " ".join([code, *stripped.split()]).strip()
+
+
 class RowsRejectedError(PermanentError):
     """The warehouse refused the data of this load (a value it cannot store).
 
-    The pipeline splits the batch to find the rows at fault and dead-letters only those.
+    The loader splits the batch to find the rows at fault and dead-letters only those,
+    unless the rows tried alone all fail with one ``signature`` while nothing loads: then
+    the table, not the data, is at fault (see ``policies.RejectionPolicy``).
     """
+
+    def __init__(self, message: str, *, signature: str | None = None) -> None:
+        super().__init__(message)
+        self.signature = error_signature(message) if signature is None else signature
 
 
 class Sink(Protocol):

@@ -19,7 +19,7 @@ from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
 from sluice.errors import SchemaError, SluiceError, TransientError
 from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
-from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError
+from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, error_signature
 from sluice.sinks.sql import DUCKDB, create_table_sql, merge_sql, schema_problems, split_table
 
 T = TypeVar("T")
@@ -41,7 +41,10 @@ def translate(exc: duckdb.Error) -> SluiceError:
     if isinstance(
         exc, duckdb.DataError | duckdb.ConstraintException | duckdb.InvalidInputException
     ):
-        return RowsRejectedError(f"DuckDB refused the data: {text}")
+        return RowsRejectedError(
+            f"DuckDB refused the data: {text}",
+            signature=error_signature(text, type(exc).__name__),
+        )
     if isinstance(exc, duckdb.CatalogException | duckdb.BinderException):
         return SchemaError(f"DuckDB schema problem: {text}")
     return TransientError(f"DuckDB error ({type(exc).__name__}): {text}")

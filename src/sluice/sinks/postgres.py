@@ -11,8 +11,8 @@ from sluice.config import FaultPoint
 from sluice.errors import CommitUnknownError, SchemaError, SluiceError, TransientError
 from sluice.mapping import DEDUPE_KEY, TableMapping
 from sluice.model import LoadResult, MappedRow
-from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError
-from sluice.sinks.pool import ConnectionSlots, rollback_quietly
+from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, error_signature
+from sluice.sinks.pool import Connection, ConnectionSlots, rollback_quietly
 from sluice.sinks.sql import (
     POSTGRES,
     column_list,
@@ -43,12 +43,30 @@ def translate(exc: psycopg.Error, *, commit_sent: bool, secret: str | None) -> S
     if commit_sent and (isinstance(exc, psycopg.OperationalError) or state.startswith("08")):
         return CommitUnknownError(f"connection lost during COMMIT: {text}")
     if state.startswith(_DATA_CLASSES):
-        return RowsRejectedError(f"PostgreSQL refused the data [{state}]: {text}")
+        return RowsRejectedError(
+            f"PostgreSQL refused the data [{state}]: {text}", signature=error_signature(text, state)
+        )
     if state in _SCHEMA_STATES:
         return SchemaError(f"PostgreSQL schema problem [{state}]: {text}")
     if not state or state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES:
         return TransientError(f"PostgreSQL unavailable [{state or 'no state'}]: {text}")
     return TransientError(f"PostgreSQL error [{state}]: {text}")
+
+
+async def _forget_staging(conn: Connection) -> None:
+    """Drop this session's staging table after a failed load.
+
+    It was made ``LIKE`` the target when the session first loaded. If the failure is the
+    target changing under a running worker (``ALTER COLUMN ... TYPE``), a stale staging
+    table would keep failing, with the old types, after the target is fixed; made afresh,
+    it follows the target as it is now. Failures are rare, so the cost does not matter.
+    """
+    if conn.closed or conn.broken:
+        return
+    try:
+        await conn.execute(pgsql.SQL(f"DROP TABLE IF EXISTS pg_temp.{quote(STAGING)}"))
+    except psycopg.Error:
+        await conn.close()  # its slot reconnects, with no staging table, on next checkout
 
 
 class PostgresSink:
@@ -178,6 +196,7 @@ class PostgresSink:
             await conn.execute("COMMIT")
         except psycopg.Error as exc:
             await rollback_quietly(conn)
+            await _forget_staging(conn)
             raise self._error(exc, commit_sent=commit_sent) from exc
         except BaseException:
             await rollback_quietly(conn)
