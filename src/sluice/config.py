@@ -43,9 +43,8 @@ from sluice.config_redshift import (
 )
 from sluice.errors import ConfigError
 from sluice.memory import MIB, default_max_held_bytes, memory_limit
+from sluice.model import SQS_MAX_MESSAGE_BYTES
 from sluice.scaling import MAX_PROCESSES, AutoscalePolicy, ScaleRange
-
-SQS_MAX_BODY = MIB  # the largest message body SQS carries
 
 
 class SinkKind(enum.Enum):
@@ -349,11 +348,11 @@ def _check_together(s: Settings) -> None:
             "SLUICE_SINK=duckdb allows one writer process: use SLUICE_SINK=postgres (or one "
             "process) with SLUICE_PROCESSES or SLUICE_AUTOSCALE"
         )
-    if s.max_held_bytes < s.max_messages * SQS_MAX_BODY:
+    if s.max_held_bytes < s.max_messages * SQS_MAX_MESSAGE_BYTES:
         raise ConfigError(
             f"SLUICE_MAX_HELD_BYTES={s.max_held_bytes} is invalid: must be at least "
-            f"SQS_MAX_MESSAGES x 1 MiB = {s.max_messages * SQS_MAX_BODY}, what one receive "
-            "of the largest messages brings"
+            f"SQS_MAX_MESSAGES x 1 MiB = {s.max_messages * SQS_MAX_MESSAGE_BYTES}, what one "
+            "receive of the largest messages brings"
         )
     if s.max_held_messages < s.max_messages * s.receive_concurrency:
         raise ConfigError(

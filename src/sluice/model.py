@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from sluice.errors import FailureReason
 
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # the largest message SQS carries (its MaximumMessageSize)
+
 
 @dataclass(frozen=True, slots=True)
 class ReceivedMessage:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.batching import Batch, FlushPolicy
-from sluice.config import SQS_MAX_BODY, FaultPoint, Settings
+from sluice.config import FaultPoint, Settings
 from sluice.decode import decode_message
 from sluice.errors import FailureReason, SluiceError, TransientError
 from sluice.held import HeldMessages
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
-from sluice.model import DeadLetter, ReceivedMessage, StopReason
+from sluice.model import SQS_MAX_MESSAGE_BYTES, DeadLetter, ReceivedMessage, StopReason
 from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff
 from sluice.settle import Settler
@@ -56,7 +56,7 @@ class PipelineOptions:
     # (each up to max_messages x max_message_bytes): memory stays bounded by bytes, not only
     # by count, whatever the messages weigh.
     max_held_bytes: int = 256 * 1024 * 1024
-    max_message_bytes: int = SQS_MAX_BODY
+    max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
 
     @property
     def poll_reserve_bytes(self) -> int:
@@ -71,7 +71,7 @@ class PipelineOptions:
 
     @classmethod
     def from_settings(
-        cls, s: Settings, *, drain: bool = False, max_message_bytes: int = SQS_MAX_BODY
+        cls, s: Settings, *, drain: bool = False, max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
     ) -> PipelineOptions:
         return cls(
             receive_concurrency=s.receive_concurrency,

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.config import Settings, SinkKind
-from sluice.errors import ConfigError, PermanentError, TransientError
+from sluice.errors import ConfigError, PermanentError, SluiceError, TransientError
 from sluice.mapping import TableMapping, load_mapping
-from sluice.model import CircuitState, StopReason
+from sluice.model import SQS_MAX_MESSAGE_BYTES, CircuitState, StopReason
 from sluice.observe.http import HttpService, health_app
 from sluice.observe.metrics import QueueDepthMonitor, WorkerMetrics
 from sluice.observe.stats import DEAD_LETTER_TROUBLE_WINDOW, PipelineView, WorkerCounters
@@ -25,7 +25,6 @@ from sluice.runtime.faults import FaultInjector
 from sluice.sinks.base import FaultHook, Sink
 from sluice.sinks.sql import REDSHIFT_MAX_VARCHAR
 from sluice.sources.sqs import SqsQueue, sqs_client
-from sluice.sources.sqs_attributes import SQS_MAX_MESSAGE_BYTES
 from sluice.sources.sqs_dlq import SqsDeadLetterQueue
 
 STARTUP_ATTEMPTS = 8
@@ -111,32 +110,37 @@ def refuse_fifo(settings: Settings) -> None:
             )
 
 
-async def check_dlq_size(
+async def check_queues(
     client: object,
     source: SqsQueue,
-    dlq: SqsDeadLetterQueue,
+    dlq: SqsDeadLetterQueue | None,
     log: structlog.typing.FilteringBoundLogger,
-) -> None:
-    """Read both queues' MaximumMessageSize: letters are fitted to the DLQ's, and a DLQ
-    smaller than the source means some messages can never be dead-lettered (said once)."""
+) -> int:
+    """Read the queues' MaximumMessageSize and FifoQueue; return the source's size limit.
+
+    A poll's worth of the source's largest messages is what the pipeline reserves per poll
+    in flight (SQS's 1 MiB if the queue does not say); letters are fitted to the DLQ's limit,
+    and a DLQ smaller than the source means some messages can never be dead-lettered (said
+    once).
+    """
     names = ["MaximumMessageSize", "FifoQueue"]
     try:
         ours = await source.attributes(names)
+    except SluiceError as exc:
+        log.warning("queue_attributes_unavailable", error=str(exc))
+        ours = {}
+    if dlq is None:
+        _refuse_fifo_attribute(ours, "SQS_QUEUE_URL", source.url)
+        return _int(ours.get("MaximumMessageSize"))
+    try:
         theirs = await SqsQueue(client, dlq.url).attributes(names)
     except PermanentError as exc:
         raise ConfigError(f"SLUICE_DLQ_URL={dlq.url} is not usable: {exc}") from exc
     except TransientError as exc:
         log.warning("dlq_attributes_unavailable", error=str(exc))
-        return
-    for name, attrs, url in (
-        ("SQS_QUEUE_URL", ours, source.url),
-        ("SLUICE_DLQ_URL", theirs, dlq.url),
-    ):
-        if attrs.get("FifoQueue") == "true":
-            raise ConfigError(
-                f"{name}={url} is a FIFO queue: Sluice supports standard queues only "
-                "(it loads in parallel and does not keep per-group order)"
-            )
+        return _int(ours.get("MaximumMessageSize"))
+    _refuse_fifo_attribute(ours, "SQS_QUEUE_URL", source.url)
+    _refuse_fifo_attribute(theirs, "SLUICE_DLQ_URL", dlq.url)
     source_max = _int(ours.get("MaximumMessageSize"))
     dlq_max = _int(theirs.get("MaximumMessageSize"))
     dlq.max_bytes = dlq_max
@@ -146,6 +150,15 @@ async def check_dlq_size(
             note=f"SLUICE_DLQ_URL MaximumMessageSize {dlq_max} < SQS_QUEUE_URL "
             f"MaximumMessageSize {source_max}: bad messages over {dlq_max} bytes cannot be "
             "dead-lettered and are left to the redrive policy",
+        )
+    return source_max
+
+
+def _refuse_fifo_attribute(attrs: dict[str, str], name: str, url: str) -> None:
+    if attrs.get("FifoQueue") == "true":
+        raise ConfigError(
+            f"{name}={url} is a FIFO queue: Sluice supports standard queues only "
+            "(it loads in parallel and does not keep per-group order)"
         )
 
 
@@ -256,8 +269,9 @@ async def run_worker(
             if settings.dlq_url
             else None
         )
-        if dlq is not None and reachable:
-            await check_dlq_size(client, source, dlq, log)
+        max_message_bytes = (
+            await check_queues(client, source, dlq, log) if reachable else SQS_MAX_MESSAGE_BYTES
+        )
         try:
             if not (reachable and await when_reachable("warehouse", sink.open, log, stop)):
                 log.info("stopped", reason=StopReason.SIGNALLED.value, during="start-up")
@@ -280,7 +294,9 @@ async def run_worker(
                 sink,
                 dlq,
                 mapping,
-                PipelineOptions.from_settings(settings, drain=drain),
+                PipelineOptions.from_settings(
+                    settings, drain=drain, max_message_bytes=max_message_bytes
+                ),
                 faults=faults,
                 on_progress=on_progress,
                 on_loaded=metrics.observe_load,

@@ -17,7 +17,6 @@ from sluice.model import ReceivedMessage
 
 BATCH_LIMIT = 10  # SQS batch APIs take at most ten entries
 SEND_BATCH_BYTES = 1024 * 1024  # and at most 1 MiB of payload per SendMessageBatch
-SQS_MAX_MESSAGE_BYTES = 1024 * 1024  # the largest MaximumMessageSize a queue can have
 MAX_ATTRIBUTES = 10  # message attributes SQS accepts on one message
 SLUICE_PREFIX = "sluice."
 

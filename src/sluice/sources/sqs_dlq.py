@@ -15,11 +15,10 @@ from typing import Any
 
 import structlog
 
-from sluice.model import DeadLetter, ReceivedMessage, SettleResult
+from sluice.model import SQS_MAX_MESSAGE_BYTES, DeadLetter, ReceivedMessage, SettleResult
 from sluice.sender import Outgoing, send_group
 from sluice.sources.sqs_attributes import (
     MAX_ATTRIBUTES,
-    SQS_MAX_MESSAGE_BYTES,
     attribute_size,
     message_size,
     producer_attributes,
