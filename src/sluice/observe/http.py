@@ -6,7 +6,9 @@ on a Unix socket (the supervisor's control channel, reachable only by its own us
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -33,6 +35,12 @@ class HttpService:
         try:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                # Not a busy port but an address this host cannot listen on: a setting to fix.
+                await self.stop()
+                raise ConfigError(
+                    f"SLUICE_HTTP_HOST={host} is invalid: cannot listen there ({exc.strerror})"
+                ) from None
             self.log.warning("http_port_unavailable", port=port, error=str(exc))
             await self.stop()
             return False
