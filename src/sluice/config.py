@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 import socket
 import tempfile
 import tomllib
@@ -19,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from sluice.config_parse import (
     Spec,
@@ -29,6 +27,7 @@ from sluice.config_parse import (
     float_range,
     http_url,
     int_range,
+    listen_host,
     nonempty_text,
     parse_bool,
     pg_url,
@@ -41,6 +40,7 @@ from sluice.config_redshift import (
     check_redshift,
     redshift_defaults,
 )
+from sluice.dsn import mask_dsn
 from sluice.errors import ConfigError
 from sluice.memory import MIB, default_max_held_bytes, memory_limit
 from sluice.model import SQS_MAX_MESSAGE_BYTES
@@ -251,7 +251,7 @@ SPECS: tuple[Spec, ...] = (
         "restart cap (s)",
     ),
     Spec("control_socket", "SLUICE_CONTROL_SOCKET", nonempty_text, "supervisor control socket"),
-    Spec("http_host", "SLUICE_HTTP_HOST", nonempty_text, "address the HTTP endpoints listen on"),
+    Spec("http_host", "SLUICE_HTTP_HOST", listen_host, "address the HTTP endpoints listen on"),
     *REDSHIFT_SPECS,
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
@@ -362,20 +362,9 @@ def _check_together(s: Settings) -> None:
         )
 
 
-_PASSWORD_VALUE = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
-
-
 def mask_secret_url(value: str) -> str:
-    """Hide the password in a URL (user info or query) or a libpq key=value string."""
-    masked = _PASSWORD_VALUE.sub(r"\1***", value)  # key=value and ?password=... forms
-    if "://" not in masked:
-        return masked
-    parts = urlsplit(masked)
-    if not parts.password:
-        return masked
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostport}"))
+    """Hide every password of a DSN (URL user info or query, or libpq key=value)."""
+    return mask_dsn(value)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:

@@ -4,10 +4,13 @@ what is allowed, which ``load_settings`` prefixes with the setting's name."""
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from sluice.dsn import check_dsn
 
 
 @dataclass(frozen=True)
@@ -128,10 +131,40 @@ def http_url(raw: str) -> str:
 
 
 def pg_url(raw: str) -> str:
+    """A DSN libpq can read, checked now so a malformed one never reaches the driver, whose
+    error would quote it, password and all."""
     value = raw.strip()
-    if not (value.startswith(("postgresql://", "postgres://")) or "=" in value):
-        raise ValueError("must be a postgresql:// URL or a libpq key=value string")
+    check_dsn(value)
     return value
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")  # _: Docker service names
+
+
+def listen_host(raw: str) -> str:
+    """An address to listen on: an IP address (v4 or v6, brackets optional) or a host name.
+
+    A value that is neither would only fail when the socket is bound, where it used to turn
+    the HTTP endpoints off with a warning instead of stopping start-up.
+    """
+    value = raw.strip()
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        pass
+    else:
+        return bare
+    labels = value.removesuffix(".").split(".")
+    # A last label of digits makes it an IPv4 address that failed to parse (999.1.1.1),
+    # not a name: no top-level domain is numeric.
+    if (
+        len(value) <= 253
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    ):
+        return value
+    raise ValueError("must be an IP address (v4 or v6) or a host name, e.g. 0.0.0.0 or localhost")
 
 
 def nonempty_text(raw: str) -> str:

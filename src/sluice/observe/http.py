@@ -6,7 +6,9 @@ on a Unix socket (the supervisor's control channel, reachable only by its own us
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from sluice.errors import ConfigError
+from sluice.observe import unix_socket
 from sluice.observe.metrics import CONTENT_TYPE
 
 Readiness = Callable[[], Awaitable[list[str]]]  # the reasons it is not ready; empty = ready
@@ -25,6 +28,7 @@ class HttpService:
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self._runner: web.AppRunner | None = None
+        self._unix: tuple[Path, unix_socket.FileId] | None = None  # the socket this bound
         self.log = structlog.get_logger("sluice.http")
 
     async def start_tcp(self, host: str, port: int) -> bool:
@@ -33,6 +37,12 @@ class HttpService:
         try:
             await web.TCPSite(runner, host, port).start()
         except OSError as exc:
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                # Not a busy port but an address this host cannot listen on: a setting to fix.
+                await self.stop()
+                raise ConfigError(
+                    f"SLUICE_HTTP_HOST={host} is invalid: cannot listen there ({exc.strerror})"
+                ) from None
             self.log.warning("http_port_unavailable", port=port, error=str(exc))
             await self.stop()
             return False
@@ -40,14 +50,19 @@ class HttpService:
         return True
 
     async def start_unix(self, path: Path) -> None:
-        """Serve on a socket in a directory only this user can enter."""
-        _prepare_socket_dir(path)
+        """Serve on a socket in a directory no other user can write to (see unix_socket)."""
+        directory = unix_socket.prepare(path)
         runner = await self._setup()
         old_mask = os.umask(0o177)  # the socket is created 0600
         try:
             await web.UnixSite(runner, str(path)).start()
         finally:
             os.umask(old_mask)
+        try:
+            self._unix = (path, unix_socket.confirm(path, directory))
+        except ConfigError:
+            await self.stop()
+            raise
 
     async def _setup(self) -> web.AppRunner:
         self._runner = web.AppRunner(self.app, access_log=None)
@@ -58,19 +73,9 @@ class HttpService:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-
-def _prepare_socket_dir(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # In a shared temporary directory another user could have made the folder first and
-    # would then control who reaches the socket: refuse rather than trust it.
-    if path.parent.stat().st_uid != os.getuid():
-        raise ConfigError(
-            f"SLUICE_CONTROL_SOCKET={path}: its directory belongs to another user; "
-            "choose a directory of your own"
-        )
-    path.parent.chmod(0o700)
-    path.unlink(missing_ok=True)  # a stale socket of a supervisor that died
+        if self._unix is not None:
+            unix_socket.remove(*self._unix)
+            self._unix = None
 
 
 def health_app(

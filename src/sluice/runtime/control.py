@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from sluice.errors import ConfigError, TransientError
+from sluice.observe import unix_socket
 from sluice.observe.aggregate import SupervisorFigures, render
 from sluice.observe.http import HttpService, health_app
 from sluice.plan.capacity import drain_eta
@@ -128,8 +129,7 @@ async def supervisor_endpoints(sup: Supervisor) -> AsyncIterator[None]:
         yield
     finally:
         await public.stop()
-        await control.stop()
-        socket_path.unlink(missing_ok=True)
+        await control.stop()  # removes the socket it bound, and nothing else
 
 
 async def _answers(path: Path) -> bool:
@@ -144,6 +144,7 @@ async def request_control(
     path: Path, method: str, route: str, payload: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """One request to a supervisor's control socket; TransientError if none answers."""
+    unix_socket.check_before_connect(path)
     connector = aiohttp.UnixConnector(path=str(path))
     timeout = aiohttp.ClientTimeout(total=5)
     try:
