@@ -157,7 +157,11 @@ class Pipeline:
     def view(self) -> PipelineView:
         """A snapshot for metrics: counters, held messages, oldest SentTimestamp, circuit."""
         return PipelineView(
-            self.counters, len(self._held), self._held.oldest_sent_ms(), self.breaker.state
+            self.counters,
+            len(self._held),
+            self._held.oldest_sent_ms(),
+            self.breaker.state,
+            self._held.bytes,
         )
 
     # -- the run ------------------------------------------------------------------------
@@ -299,6 +303,7 @@ class Pipeline:
                 empty += 1
                 continue
             empty = 0
+            self.counters.receives_with_messages += 1
             if self._empty_streak:
                 self._wake.set()  # the queue has messages again: every receiver back to work
                 self._wake = asyncio.Event()

@@ -172,7 +172,25 @@ class _PipelineCollector(Collector):
             w,
             0.0 if trouble is None else 1.0,
         )
+        receives = CounterMetricFamily(
+            "sluice_receives",
+            "ReceiveMessage calls by what they brought: what an idle worker costs in requests.",
+            labels=["worker", "result"],
+        )
+        for result, count in (
+            ("messages", c.receives_with_messages),
+            ("empty", c.empty_receives),
+            ("error", c.receive_errors),
+        ):
+            receives.add_metric([w, result], count)
+        yield receives
         yield _gauge("sluice_messages_held", "Messages received and not yet settled.", w, v.held)
+        yield _gauge(
+            "sluice_message_bytes_held",
+            "Bytes of the bodies held (the bound is bytes too).",
+            w,
+            v.held_bytes,
+        )
         age = GaugeMetricFamily(
             "sluice_oldest_message_age_seconds",
             "Age of the oldest held message, from SentTimestamp.",

@@ -34,6 +34,7 @@ class WorkerCounters:
     load_failures: int = 0
     receive_errors: int = 0
     empty_receives: int = 0
+    receives_with_messages: int = 0
     # Messages a DLQ send failed for (each attempt), and when sends last failed / worked
     # (time.monotonic): readiness reports the worker degraded while the DLQ refuses.
     dead_letter_send_failures: int = 0
@@ -77,6 +78,7 @@ class PipelineView:
     held: int
     oldest_sent_ms: int | None
     circuit: CircuitState
+    held_bytes: int = 0
 
 
 @dataclass
