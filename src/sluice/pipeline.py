@@ -17,16 +17,16 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.batching import Batch, FlushPolicy
-from sluice.config import FaultPoint, Settings
+from sluice.config import FaultPoint
 from sluice.decode import decode_message
-from sluice.errors import FailureReason, SluiceError, TransientError
+from sluice.errors import SluiceError, TransientError
 from sluice.held import HeldMessages
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
 from sluice.model import SQS_MAX_MESSAGE_BYTES, DeadLetter, ReceivedMessage, StopReason
 from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff
-from sluice.settle import Settler
+from sluice.settle import Settler, judge_batch
 from sluice.sinks.base import FaultHook, NoFaults, Sink
 from sluice.sources.base import DeadLetterTarget, Source
 
@@ -68,30 +68,6 @@ class PipelineOptions:
         if self.wait_time_seconds > 0:
             return None
         return SHORT_POLL_DRAIN_BACKOFF if self.drain else SHORT_POLL_BACKOFF
-
-    @classmethod
-    def from_settings(
-        cls, s: Settings, *, drain: bool = False, max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
-    ) -> PipelineOptions:
-        return cls(
-            receive_concurrency=s.receive_concurrency,
-            max_messages=s.max_messages,
-            wait_time_seconds=min(s.wait_time_seconds, DRAIN_POLL_WAIT)
-            if drain
-            else s.wait_time_seconds,
-            visibility_timeout=s.visibility_timeout,
-            max_held=s.max_held_messages,
-            flush=FlushPolicy(s.batch_max_rows, s.batch_max_bytes, s.batch_max_age),
-            load_concurrency=s.effective_load_concurrency,
-            shutdown_grace=s.shutdown_grace,
-            heartbeat_interval=s.heartbeat_interval,
-            stats_interval=s.stats_interval,
-            worker_id=s.worker_id,
-            backoff=ExponentialBackoff(base=0.2, cap=s.retry_max_backoff),
-            drain=drain,
-            max_held_bytes=s.max_held_bytes,
-            max_message_bytes=max_message_bytes,
-        )
 
 
 class Pipeline:
@@ -379,38 +355,18 @@ class Pipeline:
 
     async def _process(self, batch: Batch) -> None:
         try:
-            to_delete = [item.message for item in batch.ignored]
             self.counters.ignored += len(batch.ignored)
-            dead = list(batch.dead_letters)
+            rejected: list[DeadLetter] = []
             if batch.rows:
-                rows = list(batch.rows.values())
-                result, rejected = await self.loader.load(rows)
+                result, rejected = await self.loader.load(list(batch.rows.values()))
                 self.faults.hit(FaultPoint.AFTER_COMMIT)
-                rejected_keys = {letter.message.receipt_handle for letter in rejected}
-                rejected_rows = {
-                    r.dedupe_key for r in rows if r.message.receipt_handle in rejected_keys
-                }
-                dead.extend(rejected)
-                to_delete.extend(
-                    r.message for r in rows if r.message.receipt_handle not in rejected_keys
-                )
-                for twin in batch.in_batch_duplicates:
-                    if twin.dedupe_key in rejected_rows:
-                        dead.append(
-                            DeadLetter(
-                                twin.message,
-                                FailureReason.REJECTED_BY_WAREHOUSE,
-                                "same key as a row the warehouse refused",
-                            )
-                        )
-                    else:
-                        to_delete.append(twin.message)
-                        self.counters.duplicates_in_batch += 1
                 self.counters.inserted += result.inserted
                 self.counters.duplicates_in_target += result.already_present
                 self.counters.batches += 1
-            to_delete.extend(await self.settler.dead_letter(dead))
-            await self.settler.delete(to_delete)
+            verdict = judge_batch(batch, rejected)
+            self.counters.duplicates_in_batch += verdict.twins_absorbed
+            dead_lettered = await self.settler.dead_letter(verdict.dead)
+            await self.settler.delete([*verdict.to_delete, *dead_lettered])
             self._held.remove(batch.messages)
             if self.on_progress is not None:
                 self.on_progress(self.counters)

@@ -4,15 +4,59 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import structlog
 
+from sluice.batching import Batch
 from sluice.config import FaultPoint
-from sluice.errors import SluiceError
+from sluice.errors import FailureReason, SluiceError
 from sluice.model import DeadLetter, ReceivedMessage, SettleResult
 from sluice.observe.stats import WorkerCounters
 from sluice.sinks.base import FaultHook
 from sluice.sources.base import DeadLetterTarget, Source
+
+
+@dataclass(frozen=True, slots=True)
+class BatchVerdict:
+    """What a loaded batch leaves to settle: what may be deleted now, what goes to the DLQ,
+    and how many in-batch twins were absorbed by a row that committed."""
+
+    to_delete: tuple[ReceivedMessage, ...]
+    dead: tuple[DeadLetter, ...]
+    twins_absorbed: int
+
+
+def judge_batch(batch: Batch, rejected: Sequence[DeadLetter]) -> BatchVerdict:
+    """Sort a batch's messages after its load: ``rejected`` are the rows the warehouse refused.
+
+    A twin (same key, same batch) shares its row's fate: deleted if the row committed,
+    dead-lettered if the warehouse refused it. Ignored messages are deleted; decode failures
+    are dead-lettered. Pure.
+    """
+    refused = {letter.message.receipt_handle for letter in rejected}
+    refused_keys = {
+        row.dedupe_key for row in batch.rows.values() if row.message.receipt_handle in refused
+    }
+    to_delete = [item.message for item in batch.ignored]
+    to_delete.extend(
+        row.message for row in batch.rows.values() if row.message.receipt_handle not in refused
+    )
+    dead = [*batch.dead_letters, *rejected]
+    absorbed = 0
+    for twin in batch.in_batch_duplicates:
+        if twin.dedupe_key in refused_keys:
+            dead.append(
+                DeadLetter(
+                    twin.message,
+                    FailureReason.REJECTED_BY_WAREHOUSE,
+                    "same key as a row the warehouse refused",
+                )
+            )
+        else:
+            to_delete.append(twin.message)
+            absorbed += 1
+    return BatchVerdict(tuple(to_delete), tuple(dead), absorbed)
 
 
 class Settler:

@@ -24,6 +24,7 @@ from sluice.mapping import load_mapping
 from sluice.model import CircuitState, MappedRow, StopReason
 from sluice.pipeline import DRAIN_POLL_WAIT, Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
+from sluice.runtime.worker import pipeline_options
 from sluice.sources.memory import MemoryDeadLetters, MemoryQueue
 from sluice.synth import MALFORMED_KINDS, appsflyer_event, malformed
 from tests.support.memory_sink import MemorySink
@@ -170,10 +171,10 @@ def test_options_from_settings_drive_a_drain() -> None:
         sink=SinkKind.POSTGRES,
         load_concurrency=2,
     )
-    opts = PipelineOptions.from_settings(settings, drain=True)
+    opts = pipeline_options(settings, drain=True)
     assert opts.drain is True
     assert opts.wait_time_seconds == DRAIN_POLL_WAIT
-    assert PipelineOptions.from_settings(settings).wait_time_seconds == 20
+    assert pipeline_options(settings).wait_time_seconds == 20
     assert opts.load_concurrency == 2
     assert opts.flush == FlushPolicy(7, settings.batch_max_bytes, 0.05)
     assert opts.backoff.cap == 0.05

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from sluice.batching import FlushPolicy
 from sluice.config import Settings, SinkKind
 from sluice.errors import ConfigError, PermanentError, SluiceError, TransientError
 from sluice.mapping import TableMapping, load_mapping
@@ -19,7 +20,7 @@ from sluice.model import SQS_MAX_MESSAGE_BYTES, CircuitState, StopReason
 from sluice.observe.http import HttpService, health_app
 from sluice.observe.metrics import QueueDepthMonitor, WorkerMetrics
 from sluice.observe.stats import DEAD_LETTER_TROUBLE_WINDOW, PipelineView, WorkerCounters
-from sluice.pipeline import Pipeline, PipelineOptions
+from sluice.pipeline import DRAIN_POLL_WAIT, Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
 from sluice.runtime.faults import FaultInjector
 from sluice.sinks.base import FaultHook, Sink
@@ -62,6 +63,32 @@ def build_sink(
     from sluice.sinks.duckdb import DuckDBSink
 
     return DuckDBSink(settings.duckdb_path, mapping, faults=faults)
+
+
+def pipeline_options(
+    s: Settings, *, drain: bool = False, max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
+) -> PipelineOptions:
+    """The pipeline's options from the settings; ``max_message_bytes`` is the source queue's
+    MaximumMessageSize, read at start-up."""
+    return PipelineOptions(
+        receive_concurrency=s.receive_concurrency,
+        max_messages=s.max_messages,
+        wait_time_seconds=min(s.wait_time_seconds, DRAIN_POLL_WAIT)
+        if drain
+        else s.wait_time_seconds,
+        visibility_timeout=s.visibility_timeout,
+        max_held=s.max_held_messages,
+        flush=FlushPolicy(s.batch_max_rows, s.batch_max_bytes, s.batch_max_age),
+        load_concurrency=s.effective_load_concurrency,
+        shutdown_grace=s.shutdown_grace,
+        heartbeat_interval=s.heartbeat_interval,
+        stats_interval=s.stats_interval,
+        worker_id=s.worker_id,
+        backoff=ExponentialBackoff(base=0.2, cap=s.retry_max_backoff),
+        drain=drain,
+        max_held_bytes=s.max_held_bytes,
+        max_message_bytes=max_message_bytes,
+    )
 
 
 def sink_mapping(settings: Settings) -> TableMapping:
@@ -294,9 +321,7 @@ async def run_worker(
                 sink,
                 dlq,
                 mapping,
-                PipelineOptions.from_settings(
-                    settings, drain=drain, max_message_bytes=max_message_bytes
-                ),
+                pipeline_options(settings, drain=drain, max_message_bytes=max_message_bytes),
                 faults=faults,
                 on_progress=on_progress,
                 on_loaded=metrics.observe_load,
