@@ -131,9 +131,7 @@ class Loader:
             rows=isolation.rows, loaded=isolation.loaded, lone=isolation.signatures
         ):
             raise _TableSuspected
-        return LoadResult(0, 0), [
-            DeadLetter(rows[0].message, FailureReason.REJECTED_BY_WAREHOUSE, str(exc))
-        ]
+        return LoadResult(0, 0), [self._refusal(rows[0], exc)]
 
     async def _verify(self, rows: Sequence[MappedRow], isolation: _Isolation) -> Loaded:
         """The rows tried alone (the first ones, as bisection goes left first) all failed
@@ -155,14 +153,20 @@ class Loader:
         ):
             raise _TableAtFault(isolation.lone[0])
         dead = [
-            DeadLetter(row.message, FailureReason.REJECTED_BY_WAREHOUSE, str(error))
-            for row, error in zip(probed, isolation.lone, strict=True)
+            self._refusal(row, error) for row, error in zip(probed, isolation.lone, strict=True)
         ]
         if remainder is not None:
             isolation.suspecting = False  # errors differ: the rows are at fault, bisect on
             result, rest_dead = await self._isolate(rest, remainder, isolation)
             dead.extend(rest_dead)
         return result, dead
+
+    def _refusal(self, row: MappedRow, error: RowsRejectedError) -> DeadLetter:
+        """A row the warehouse refused, as a dead letter whose detail is the error's signature:
+        the warehouse's own text may quote the value, which stays out of info-level logs and
+        the DLQ's attributes (the body holds it anyway)."""
+        self.log.debug("row_rejected_text", message_id=row.message.message_id, error=str(error))
+        return DeadLetter(row.message, FailureReason.REJECTED_BY_WAREHOUSE, error.signature)
 
     async def _wait_for_table(self, rows: int, error: RowsRejectedError, attempt: int) -> None:
         """The table refuses every row: open the circuit, say why, back off."""
