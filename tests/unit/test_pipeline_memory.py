@@ -25,9 +25,9 @@ from sluice.model import CircuitState, MappedRow, StopReason
 from sluice.pipeline import DRAIN_POLL_WAIT, Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
 from sluice.runtime.worker import pipeline_options
+from sluice.sinks.memory import MemorySink
 from sluice.sources.memory import MemoryDeadLetters, MemoryQueue
 from sluice.synth import MALFORMED_KINDS, appsflyer_event, malformed
-from tests.support.memory_sink import MemorySink
 
 MAPPING = load_mapping(None, "events")
 DEADLINE = 30.0  # seconds any single run may take before the test fails

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sluice.config import FaultPoint
 from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
@@ -117,7 +118,16 @@ class DuckDBSink:
             raise SchemaError(f"table {self._mapping.table}: " + "; ".join(problems))
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult:
-        table = to_arrow(self._mapping, rows)  # built on the loop thread: pure CPU
+        try:
+            table = to_arrow(self._mapping, rows)  # built on the loop thread: pure CPU
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            # A value the column's Arrow type cannot hold (a decimal past DECIMAL(20,6)):
+            # the data is at fault, as PostgreSQL's "numeric field overflow" says.
+            raise RowsRejectedError(
+                f"DuckDB cannot store a value of this batch: {type(exc).__name__}: {exc}",
+                signature=error_signature(str(exc), type(exc).__name__),
+            ) from exc
+        self._check_text_bounds(table)
         merge = merge_sql(self._mapping, BATCH_VIEW)
 
         def load() -> LoadResult:
@@ -137,6 +147,21 @@ class DuckDBSink:
             return LoadResult(inserted=inserted, already_present=len(rows) - inserted)
 
         return await self._run(load)
+
+    def _check_text_bounds(self, table: pa.Table) -> None:
+        """DuckDB's VARCHAR(n) does not enforce n, so the sink does, as PostgreSQL and Redshift
+        would: a value past its column's bytes refuses the batch (vectorised: one pass per
+        bounded column)."""
+        for column in self._mapping.load_columns:
+            if column.type is not ColumnType.TEXT or column.max_length is None:
+                continue
+            longest = pc.max(pc.binary_length(table.column(column.name))).as_py()
+            if longest is not None and longest > column.max_length:
+                raise RowsRejectedError(
+                    f"value too long for column {column.name} "
+                    f"({longest} bytes, the column holds {column.max_length})",
+                    signature=f"value too long for column {column.name}",
+                )
 
     async def close(self) -> None:
         def close() -> None:

@@ -19,6 +19,7 @@ class _Stored:
     message_id: str
     body: str
     sent_ms: int
+    attributes: tuple[tuple[str, str, str | bytes], ...] = ()
     receive_count: int = 0
     visible_at: float = 0.0
     handle: str | None = None
@@ -31,9 +32,11 @@ class MemoryQueue:
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     calls: dict[str, int] = field(default_factory=dict)
 
-    def put(self, body: str) -> str:
+    def put(self, body: str, attributes: tuple[tuple[str, str, str | bytes], ...] = ()) -> str:
         message_id = f"m-{next(self._ids)}"
-        self._messages[message_id] = _Stored(message_id, body, int(self.clock() * 1000))
+        self._messages[message_id] = _Stored(
+            message_id, body, int(self.clock() * 1000), tuple(sorted(attributes))
+        )
         return message_id
 
     def _count(self, action: str) -> None:
@@ -60,6 +63,7 @@ class MemoryQueue:
                         stored.body,
                         stored.receive_count,
                         stored.sent_ms,
+                        stored.attributes,
                     )
                 )
         if not out and wait_seconds:
@@ -75,8 +79,13 @@ class MemoryQueue:
         ok: list[ReceivedMessage] = []
         bad: list[tuple[ReceivedMessage, str]] = []
         for message in messages:
-            if self._find(message) is None:
+            stored = self._messages.get(message.message_id)
+            if stored is None:
                 bad.append((message, "ReceiptHandleIsInvalid"))
+            elif stored.handle != message.receipt_handle:
+                # As SQS does: a handle from an earlier receive is answered as a success,
+                # but only the latest receive's handle deletes the message.
+                ok.append(message)
             else:
                 del self._messages[message.message_id]
                 ok.append(message)

@@ -1,7 +1,10 @@
-"""An in-memory warehouse for pipeline unit tests: the Sink protocol over a dict.
+"""An in-memory warehouse, the twin of the real sinks: the Sink protocol over a dict.
 
-The table is a dict keyed by dedupe key, so a merge that skips present keys is exact.
-Knobs make it misbehave on purpose:
+The table is a dict keyed by dedupe key, so a merge that skips present keys is exact. Held to
+the same contract as PostgreSQL, DuckDB and Redshift (tests/contract): a missing table is a
+SchemaError, and given the mapping it refuses what the table's columns could not store (a
+decimal past DECIMAL(20,6), text past its column's bytes) as they do. Knobs make it misbehave
+on purpose:
 
 - ``fail_next_loads``: the next N ``load`` calls raise ``TransientError`` (an outage);
 - ``reject_marker``: a load whose rows include a value containing this text raises
@@ -17,8 +20,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
-from sluice.errors import TransientError
+from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
+from sluice.errors import SchemaError, TransientError
+from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import RowsRejectedError
 
@@ -36,6 +42,8 @@ class LoadCall:
 
 @dataclass
 class MemorySink:
+    mapping: TableMapping | None = None  # given: values are checked against its columns
+    table_exists: bool = True  # False: an empty warehouse, create_table() makes the table
     fail_next_loads: int = 0
     reject_marker: str | None = None
     before_load: LoadHook | None = None
@@ -52,18 +60,21 @@ class MemorySink:
         self.opened = True
 
     async def create_table(self) -> bool:
-        created = not self.created
-        self.created = True
+        created = not self.table_exists
+        self.table_exists = self.created = True
         return created
 
     async def check_schema(self) -> None:
-        return None
+        if not self.table_exists:
+            raise SchemaError("table does not exist: run `sluice init-db`")
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult:
         keys = tuple(row.dedupe_key for row in rows)
         ids = tuple(row.message.message_id for row in rows)
         if self.before_load is not None:
             await self.before_load(rows)
+        if not self.table_exists:
+            raise SchemaError("table does not exist: run `sluice init-db`")
         if self.fail_next_loads > 0:
             self.fail_next_loads -= 1
             self.calls.append(LoadCall(keys, ids, "transient"))
@@ -73,6 +84,10 @@ class MemorySink:
         ):
             self.calls.append(LoadCall(keys, ids, "rejected"))
             raise RowsRejectedError(f"a value holds {self.reject_marker!r}")
+        refused = self._unstorable(rows)
+        if refused is not None:
+            self.calls.append(LoadCall(keys, ids, "rejected"))
+            raise RowsRejectedError(refused)
         inserted = already = 0
         for row in rows:
             if row.dedupe_key in self.table:
@@ -88,6 +103,27 @@ class MemorySink:
 
     async def close(self) -> None:
         self.closed = True
+
+    def _unstorable(self, rows: Sequence[MappedRow]) -> str | None:
+        """What a real table would refuse in ``rows``, as its error text, or None."""
+        if self.mapping is None:
+            return None
+        columns = self.mapping.load_columns
+        for row in rows:
+            for column, value in zip(columns, row.values, strict=True):
+                if (
+                    column.type is ColumnType.DECIMAL
+                    and isinstance(value, Decimal)
+                    and value.adjusted() >= DECIMAL_PRECISION - DECIMAL_SCALE
+                ):
+                    return f"numeric field overflow in column {column.name}"
+                if (
+                    column.max_length is not None
+                    and isinstance(value, str)
+                    and len(value.encode("utf-8", "surrogatepass")) > column.max_length
+                ):
+                    return f"value too long for column {column.name}"
+        return None
 
     # -- for assertions ------------------------------------------------------------------
 

@@ -1,0 +1,109 @@
+"""A ``redshift-data`` client that runs what it is sent on PostgreSQL: the Data API stand-in
+for the sink contract, where statements must really run (moto's stand-in, in
+``moto_redshift.py``, checks the request flow and runs nothing).
+
+It answers as the Data API does: ``ExecuteStatement`` / ``BatchExecuteStatement`` return an
+id at once; the work is done by the time ``DescribeStatement`` is asked (``FINISHED`` with
+``ResultRows``, or ``FAILED`` with the server's error text, a batch naming the sub-statement
+that failed); a batch is one transaction; ``GetStatementResult`` pages typed fields.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import psycopg
+
+from sluice.sinks.redshift_data import to_psycopg_params
+
+
+class PostgresDataApi:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._ids = itertools.count(1)
+        self._statements: dict[str, dict[str, Any]] = {}
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+
+    async def _connection(self) -> psycopg.AsyncConnection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+        return self._conn
+
+    async def execute_statement(self, **kwargs: Any) -> dict[str, Any]:
+        params = {p["name"]: p["value"] for p in kwargs.get("Parameters", [])}
+        statement_id = f"s-{next(self._ids)}"
+        conn = await self._connection()
+        try:
+            cursor = await conn.execute(to_psycopg_params(kwargs["Sql"]), params or None)
+            records = await cursor.fetchall() if cursor.description else []
+            self._statements[statement_id] = {
+                "Status": "FINISHED",
+                "ResultRows": cursor.rowcount,
+                "Records": records,
+            }
+        except psycopg.Error as exc:
+            self._statements[statement_id] = {"Status": "FAILED", "Error": _text(exc)}
+        return {"Id": statement_id}
+
+    async def batch_execute_statement(self, **kwargs: Any) -> dict[str, Any]:
+        statement_id = f"s-{next(self._ids)}"
+        conn = await self._connection()
+        subs: list[dict[str, Any]] = []
+        try:
+            async with conn.transaction():
+                for i, sql in enumerate(kwargs["Sqls"], start=1):
+                    sub = {"Id": f"{statement_id}:{i}", "Status": "FAILED"}
+                    subs.append(sub)
+                    try:
+                        cursor = await conn.execute(sql)
+                    except psycopg.Error as exc:
+                        sub["Error"] = _text(exc)
+                        raise
+                    sub |= {"Status": "FINISHED", "ResultRows": cursor.rowcount}
+        except psycopg.Error as exc:
+            for sub in subs:
+                if sub["Status"] == "FINISHED":
+                    sub["Status"] = "ABORTED"
+            self._statements[statement_id] = {
+                "Status": "FAILED",
+                "Error": _text(exc),
+                "SubStatements": subs,
+            }
+        else:
+            self._statements[statement_id] = {"Status": "FINISHED", "SubStatements": subs}
+        return {"Id": statement_id}
+
+    async def describe_statement(self, **kwargs: Any) -> dict[str, Any]:
+        described = dict(self._statements[kwargs["Id"]])
+        described.pop("Records", None)
+        return {"Id": kwargs["Id"], **described}
+
+    async def get_statement_result(self, **kwargs: Any) -> dict[str, Any]:
+        records = self._statements[kwargs["Id"]].get("Records", [])
+        return {"Records": [[_field(v) for v in record] for record in records]}
+
+    async def cancel_statement(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Status": False}
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+def _text(exc: psycopg.Error) -> str:
+    """The server's message, as the Data API reports it (``ERROR: ...``)."""
+    primary = exc.diag.message_primary or str(exc)
+    return f"ERROR: {primary}"
+
+
+def _field(value: object) -> dict[str, Any]:
+    if value is None:
+        return {"isNull": True}
+    if isinstance(value, bool):
+        return {"booleanValue": value}
+    if isinstance(value, int):
+        return {"longValue": value}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    return {"stringValue": str(value)}
