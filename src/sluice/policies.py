@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +27,9 @@ class ExponentialBackoff:
         return max(self.floor, ceiling * draw())
 
 
+HISTORY_KEPT = 32  # circuit transitions kept for logs and tests
+
+
 @dataclass
 class CircuitBreaker:
     """Opens on a failed warehouse load; receivers stop polling while it is not closed.
@@ -39,7 +43,10 @@ class CircuitBreaker:
     state: CircuitState = CircuitState.CLOSED
     opened_at: float | None = None
     failures: int = 0
-    _history: list[tuple[float, CircuitState]] = field(default_factory=list)
+    # The latest transitions only: a worker running for months must not grow a list.
+    _history: deque[tuple[float, CircuitState]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY_KEPT)
+    )
 
     def record_failure(self) -> None:
         self.failures += 1
@@ -70,6 +77,7 @@ class CircuitBreaker:
 
     @property
     def history(self) -> tuple[tuple[float, CircuitState], ...]:
+        """The last HISTORY_KEPT transitions, oldest first."""
         return tuple(self._history)
 
 

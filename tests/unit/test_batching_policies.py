@@ -222,3 +222,16 @@ def test_breaker_attempt_and_success_while_closed_change_nothing() -> None:
     breaker.record_success()
     assert breaker.state is CircuitState.CLOSED
     assert breaker.history == ()
+
+
+def test_the_breaker_keeps_only_its_latest_transitions() -> None:
+    from sluice.policies import HISTORY_KEPT
+
+    now = [0.0]
+    breaker = CircuitBreaker(lambda: now[0])
+    for _ in range(1000):  # a worker flapping for months
+        now[0] += 1
+        breaker.record_failure()
+        breaker.record_success()
+    assert len(breaker.history) == HISTORY_KEPT
+    assert breaker.history[-1] == (1000.0, CircuitState.CLOSED)

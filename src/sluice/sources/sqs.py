@@ -149,7 +149,6 @@ class SqsQueue:
         # About 3 s of retries at most: long enough to ride out a short SQS brown-out
         # without leaving committed messages to reappear, short enough to free the slot.
         self._backoff = backoff or ExponentialBackoff(base=0.1, cap=2.0)
-        self.entry_failures = 0  # Failed[] entries seen, retried or not
 
     async def receive(
         self, max_messages: int, wait_seconds: int, visibility_timeout: int
@@ -227,7 +226,6 @@ class SqsQueue:
                 succeeded.append(pending.pop(ok["Id"]))
             retry: dict[str, ReceivedMessage] = {}
             for bad in response.get("Failed", ()):
-                self.entry_failures += 1
                 message = pending.pop(bad["Id"])
                 code = str(bad.get("Code", ""))
                 if code in _FINAL_ENTRY_CODES or attempt == self._entry_retries:
