@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import structlog
 
@@ -20,7 +21,15 @@ from sluice.observe.stats import WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff, RejectionPolicy
 from sluice.sinks.base import RowsRejectedError, Sink
 
-Loaded = tuple[LoadResult, list[DeadLetter]]
+Loaded = tuple[LoadResult, list[DeadLetter]]  # what one step of the bisection found
+
+
+class LoadOutcome(NamedTuple):
+    """A batch loaded: what the merge committed, and the rows the warehouse refused (each a
+    dead letter with the error's signature)."""
+
+    result: LoadResult
+    rejected: tuple[DeadLetter, ...]
 
 
 @dataclass
@@ -81,7 +90,7 @@ class Loader:
         # The signature of a table fault no load has cleared yet (shared by all batches).
         self.table_fault: str | None = None
 
-    async def load(self, rows: Sequence[MappedRow]) -> Loaded:
+    async def load(self, rows: Sequence[MappedRow]) -> LoadOutcome:
         """Load ``rows``; if the warehouse refuses their data, split to find the culprits.
 
         Returns once every row is committed or dead-lettered. While the table refuses every
@@ -91,11 +100,13 @@ class Loader:
         attempt = 0
         while True:
             try:
-                return await self._attempt(rows)
+                result, rejected = await self._attempt(rows)
             except _TableAtFault as fault:
                 await self._wait_for_table(len(rows), fault.error, attempt)
                 attempt += 1
                 self.breaker.record_attempt()
+                continue
+            return LoadOutcome(result, tuple(rejected))
 
     async def _attempt(self, rows: Sequence[MappedRow]) -> Loaded:
         isolation = _Isolation(len(rows))

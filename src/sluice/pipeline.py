@@ -356,12 +356,13 @@ class Pipeline:
     async def _process(self, batch: Batch) -> None:
         try:
             self.counters.ignored += len(batch.ignored)
-            rejected: list[DeadLetter] = []
+            rejected: tuple[DeadLetter, ...] = ()
             if batch.rows:
-                result, rejected = await self.loader.load(list(batch.rows.values()))
+                outcome = await self.loader.load(list(batch.rows.values()))
                 self.faults.hit(FaultPoint.AFTER_COMMIT)
-                self.counters.inserted += result.inserted
-                self.counters.duplicates_in_target += result.already_present
+                rejected = outcome.rejected
+                self.counters.inserted += outcome.result.inserted
+                self.counters.duplicates_in_target += outcome.result.already_present
                 self.counters.batches += 1
             verdict = judge_batch(batch, rejected)
             self.counters.duplicates_in_batch += verdict.twins_absorbed
