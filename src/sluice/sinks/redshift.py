@@ -130,7 +130,9 @@ class RedshiftSink:
     async def merge_lock(self) -> MergeLock:
         """The lock mode loads use, settled once from the setting and the isolation level."""
         if self._lock is None:
-            isolation = await self._isolation()
+            # An explicit LOCK is right at any level; the others depend on it.
+            explicit = self._wanted_lock is MergeLock.TRANSACTION
+            isolation = Isolation.UNKNOWN if explicit else await self._isolation()
             self._lock = _choose_lock(self._wanted_lock, isolation, self._mapping.table)
             _log.info("merge_lock", mode=self._lock.value, isolation=isolation.value)
         return self._lock
