@@ -37,6 +37,7 @@ from sluice.config_redshift import (
     REDSHIFT_SPECS,
     RedshiftConnection,
     RedshiftLoadPath,
+    RedshiftMergeLock,
     check_redshift,
     redshift_defaults,
 )
@@ -128,6 +129,7 @@ class Settings:
     redshift_secret_arn: str | None = None
     redshift_iam_auth: bool = False
     redshift_load_path: RedshiftLoadPath = RedshiftLoadPath.AUTO
+    redshift_merge_lock: RedshiftMergeLock = RedshiftMergeLock.AUTO
     redshift_iam_role: str | None = None
     redshift_sort_key: str | None = None
     redshift_statement_timeout: float = 300.0

@@ -35,6 +35,14 @@ class RedshiftConnection(enum.Enum):
     DIRECT = "direct"  # the PostgreSQL-compatible endpoint, TLS verified (SLUICE_DATABASE_URL)
 
 
+class RedshiftMergeLock(enum.Enum):
+    """Whether a load LOCKs its target (docs/redshift.md, "Concurrent loads and readers")."""
+
+    AUTO = "auto"  # none where the database is SERIALIZABLE, else transaction
+    NONE = "none"  # no LOCK: readers never wait; a racing merge gets 1023 and is retried
+    TRANSACTION = "transaction"  # LOCK first: correct under SNAPSHOT too, readers wait
+
+
 class RedshiftLoadPath(enum.Enum):
     AUTO = "auto"  # copy when SLUICE_S3_STAGING_URI is set, else insert
     COPY = "copy"
@@ -132,6 +140,12 @@ REDSHIFT_SPECS: tuple[Spec, ...] = (
         "SLUICE_REDSHIFT_LOAD_PATH",
         enum_of(RedshiftLoadPath),
         "auto, copy or insert",
+    ),
+    Spec(
+        "redshift_merge_lock",
+        "SLUICE_REDSHIFT_MERGE_LOCK",
+        enum_of(RedshiftMergeLock),
+        "auto, none or transaction",
     ),
     Spec("redshift_iam_role", "SLUICE_REDSHIFT_IAM_ROLE", aws_arn, "role COPY reads S3 with"),
     Spec(

@@ -36,6 +36,7 @@ from sluice.sinks.redshift_data import (
     PollPolicy,
     translate_client_error,
 )
+from sluice.sinks.redshift_sql import MergeLock
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
 from tests.support.moto_control import column_records, control
 
@@ -307,35 +308,111 @@ def redshift_env(moto: str, **extra: str) -> dict[str, str]:
     }
 
 
-def test_the_copy_path_end_to_end_through_the_settings(moto: str, rules: Any) -> None:
-    bucket = _bucket(moto)
+def isolation_rules(level: str) -> list[dict[str, Any]]:
+    """What Redshift answers about itself: this database and its isolation level."""
+    return [
+        {"match": r"^SELECT current_database\(\)$", "records": [[{"stringValue": "analytics"}]]},
+        {
+            "match": "stv_db_isolation_level",
+            "records": [
+                [{"stringValue": "dev"}, {"stringValue": "Snapshot Isolation"}],
+                [{"stringValue": "analytics"}, {"stringValue": level}],
+            ],
+        },
+    ]
+
+
+MERGE = '^INSERT INTO "appsflyer_events"'
+CONFLICT = (
+    "ERROR: 1023 DETAIL: Serializable isolation violation on table - 100080, transactions "
+    "forming the cycle are: 2001, 2002 (pid:4242)"
+)
+
+
+def copy_load(moto: str, bucket: str, rows: int, **env: str) -> tuple[int, int, int]:
+    """One load through the settings; (inserted, already present, conflict retries)."""
     settings = load_settings(
         redshift_env(
-            moto, SLUICE_S3_STAGING_URI=f"s3://{bucket}/stage", SLUICE_REDSHIFT_IAM_ROLE=ROLE
+            moto, SLUICE_S3_STAGING_URI=f"s3://{bucket}/stage", SLUICE_REDSHIFT_IAM_ROLE=ROLE, **env
         )
     )
     mapping = load_mapping(None, "appsflyer_events")
-    rules({"match": '^INSERT INTO "appsflyer_events"', "rows": 40})
-    before = len(control(moto, history=True))
 
-    async def go() -> tuple[int, int]:
+    async def go() -> tuple[int, int, int]:
         sink = build_redshift_sink(settings, mapping, credentials=EMULATOR_CREDENTIALS)
         try:
             await sink.open()
-            result = await sink.load(make_rows(mapping, 50))
-            return result.inserted, result.already_present
+            result = await sink.load(make_rows(mapping, rows))
+            return result.inserted, result.already_present, sink.conflict_retries
         finally:
             await sink.close()
 
-    assert asyncio.run(go()) == (40, 10)
+    return asyncio.run(go())
+
+
+def test_the_copy_path_end_to_end_through_the_settings(moto: str, rules: Any) -> None:
+    bucket = _bucket(moto)
+    rules(*isolation_rules("Serializable"), {"match": MERGE, "rows": 40})
+    before = len(control(moto, history=True))
+    assert copy_load(moto, bucket, 50) == (40, 10, 0)
     sent = history_since(moto, before)
-    assert sent[0] == "SELECT 1"  # open(): ping
-    statements = sent[1:]
-    assert [s.split(" ")[0] for s in statements] == ["CREATE", "COPY", "LOCK", "INSERT", "DROP"]
+    # open(): ping, then the isolation level, which decides the lock
+    assert sent[:3] == [
+        "SELECT 1",
+        "SELECT current_database()",
+        "SELECT db_name, isolation_level FROM stv_db_isolation_level",
+    ]
+    statements = sent[3:]
+    # SERIALIZABLE: no LOCK, so nobody's SELECT waits on the load
+    assert [s.split(" ")[0] for s in statements] == ["CREATE", "COPY", "INSERT", "DROP"]
     assert f"FROM 's3://{bucket}/stage/worker-1/" in statements[1]
     assert f"IAM_ROLE '{ROLE}'" in statements[1]
     s3 = boto3.client("s3", endpoint_url=moto, region_name="us-east-1", **EMULATOR_CREDENTIALS)
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0  # removed after commit
+
+
+def test_a_1023_conflict_runs_the_whole_transaction_again_and_loads_once(
+    moto: str, rules: Any
+) -> None:
+    bucket = _bucket(moto)
+    refuse_once = {"match": MERGE, "status": "FAILED", "error": CONFLICT, "times": 1}
+    rules(*isolation_rules("Serializable"), refuse_once, {"match": MERGE, "rows": 30})
+    before = len(control(moto, history=True))
+    assert copy_load(moto, bucket, 30) == (30, 0, 1)
+    sent = history_since(moto, before)[3:]
+    kinds = [s.split(" ")[0] for s in sent]
+    # the first BatchExecuteStatement failed at its merge and rolled back whole; the same
+    # five statements went again, and only the second transaction's merge counted rows
+    assert kinds == ["CREATE", "COPY", "INSERT", "DROP"] * 2
+    assert sent[:4] == sent[4:]
+    s3 = boto3.client("s3", endpoint_url=moto, region_name="us-east-1", **EMULATOR_CREDENTIALS)
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("level", "setting", "first"),
+    [
+        ("Snapshot Isolation", "auto", "LOCK"),  # two NOT EXISTS could both commit: lock
+        ("Serializable", "transaction", "LOCK"),
+        ("Serializable", "none", "CREATE"),
+    ],
+)
+def test_the_merge_lock_follows_the_setting_and_the_isolation_level(
+    moto: str, rules: Any, level: str, setting: str, first: str
+) -> None:
+    bucket = _bucket(moto)
+    rules(*isolation_rules(level), {"match": MERGE, "rows": 5})
+    before = len(control(moto, history=True))
+    copy_load(moto, bucket, 5, SLUICE_REDSHIFT_MERGE_LOCK=setting)
+    sent = [s for s in history_since(moto, before) if not s.startswith("SELECT")]
+    assert sent[0].split(" ")[0] == first
+    assert sum(s.startswith("LOCK") for s in sent) == (first == "LOCK")
+
+
+def test_merge_lock_none_is_refused_on_a_snapshot_isolation_database(moto: str, rules: Any) -> None:
+    rules(*isolation_rules("Snapshot Isolation"))
+    with pytest.raises(PermanentError, match="MERGE_LOCK=none is unsafe"):
+        copy_load(moto, _bucket(moto), 5, SLUICE_REDSHIFT_MERGE_LOCK="none")
 
 
 def test_the_copy_path_removes_staged_objects_when_the_load_fails(moto: str, rules: Any) -> None:
@@ -370,7 +447,9 @@ def test_the_insert_path_groups_statements_at_most_40_and_1_mb_to_a_batch(
     before = len(control(moto, history=True))
 
     async def work(data: Recorder, _: Recorder) -> int:
-        sink = RedshiftSink(DataApiRunner(lambda: _ready(data), TARGET, FAST), mapping)
+        runner = DataApiRunner(lambda: _ready(data), TARGET, FAST)
+        # with the LOCK, the fullest transaction the insert path makes
+        sink = RedshiftSink(runner, mapping, merge_lock=MergeLock.TRANSACTION)
         await sink.load(rows)
         batches = [kw["Sqls"] for name, kw in data.calls if name == "batch_execute_statement"]
         assert len(batches) >= 2
@@ -378,13 +457,14 @@ def test_the_insert_path_groups_statements_at_most_40_and_1_mb_to_a_batch(
             assert len(sqls) <= 40
             assert all(len(s.encode()) <= 100_000 for s in sqls)
             assert sum(len(s.encode()) for s in sqls) <= 1_000_000
-            assert sqls[0].startswith("CREATE TEMP TABLE") and sqls[-1].startswith("DROP")
+            assert sqls[0] == 'LOCK "appsflyer_events"' and sqls[-1].startswith("DROP")
+            assert sqls[1].startswith("CREATE TEMP TABLE")
         inserts = [s for sqls in batches for s in sqls if s.startswith('INSERT INTO "sluice_')]
         return sum(s.count("), (") + 1 for s in inserts)
 
     assert settings.redshift_copy is False
     assert run(moto, work) == 2000
-    assert history_since(moto, before)[0].startswith("CREATE TEMP TABLE")
+    assert history_since(moto, before)[0] == 'LOCK "appsflyer_events"'  # no isolation query
 
 
 def test_check_schema_reads_information_schema_through_the_data_api(moto: str, rules: Any) -> None:

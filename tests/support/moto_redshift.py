@@ -9,10 +9,12 @@ before starting moto's own server, and only in that process:
   (default 1, so clients must poll), then FINISHED, unless a rule says otherwise;
 - rules a test sets by sending the SQL ``--sluice-test {json}`` through ExecuteStatement:
   ``{"rules": [{"match": REGEX, "status": "FAILED"|"STARTED", "error": TEXT,
-  "rows": N, "records": [[...]]}], "describes_before_done": K}``; the first rule whose
-  regex matches a (sub-)statement decides its status, error text, ResultRows and the
-  records GetStatementResult returns. ``--sluice-test history`` returns every statement
-  received so far, one record ``[sql, parameters-json]`` each, in order.
+  "rows": N, "records": [[...]], "times": T}], "describes_before_done": K}``; the first
+  rule whose regex matches a (sub-)statement decides its status, error text, ResultRows and
+  the records GetStatementResult returns. A rule with ``times`` decides that many
+  statements, then is dropped (a conflict that clears: FAILED once, then FINISHED).
+  ``--sluice-test history`` returns every statement received so far, one record
+  ``[sql, parameters-json]`` each, in order.
 
 Nothing runs any SQL: what is checked through this server is the request flow, not results.
 """
@@ -34,6 +36,10 @@ _CONTROL = "--sluice-test "
 def _rule(sql: str) -> dict[str, Any]:
     for rule in _STATE["rules"]:
         if re.search(rule["match"], sql):
+            if "times" in rule:
+                rule["times"] -= 1
+                if rule["times"] <= 0:
+                    _STATE["rules"].remove(rule)
             return dict(rule)
     return {}
 

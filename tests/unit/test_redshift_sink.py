@@ -10,11 +10,13 @@ import orjson
 import pytest
 
 from sluice.config import FaultPoint
-from sluice.errors import TransientError
+from sluice.errors import PermanentError, TransientError
 from sluice.mapping import load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError
-from sluice.sinks.redshift import LoadPath, RedshiftSink
+from sluice.sinks.redshift import CONFLICT_ATTEMPTS, LoadPath, RedshiftSink
+from sluice.sinks.redshift_errors import SerializationConflict
+from sluice.sinks.redshift_sql import CURRENT_DATABASE_SQL, ISOLATION_SQL, MergeLock
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
 from sluice.synth import synthetic_stream
 
@@ -23,14 +25,26 @@ ROLE = "arn:aws:iam::123456789012:role/copy"
 
 
 class FakeRunner:
-    def __init__(self, inserted: int = 0, fail: Exception | None = None) -> None:
+    """``isolation`` is what the database says of itself; ``failures`` fail the first runs."""
+
+    def __init__(
+        self,
+        inserted: int = 0,
+        fail: Exception | None = None,
+        isolation: str = "Serializable",
+        failures: Sequence[Exception] = (),
+    ) -> None:
         self.transactions: list[tuple[str, ...]] = []
         self.inserted = inserted
         self.fail = fail
+        self.isolation = isolation
+        self.failures = list(failures)
         self.requests = 0
 
     async def run(self, statements: Sequence[str]) -> tuple[int, ...]:
         self.transactions.append(tuple(statements))
+        if self.failures:
+            raise self.failures.pop(0)
         if self.fail is not None:
             raise self.fail
         return tuple(
@@ -41,6 +55,10 @@ class FakeRunner:
         return None
 
     async def query(self, sql: str, params: Sequence[str] = ()) -> list[tuple[object, ...]]:
+        if sql == CURRENT_DATABASE_SQL:
+            return [("analytics",)]
+        if sql == ISOLATION_SQL["redshift"]:
+            return [("other_db", "Serializable"), ("analytics", self.isolation)]
         return []
 
     async def close(self) -> None:
@@ -98,10 +116,11 @@ def test_a_copy_load_is_one_transaction_two_puts_and_one_delete() -> None:
     assert (result.inserted, result.already_present) == (15, 5)
     assert sink.path is LoadPath.COPY
     [transaction] = runner.transactions
-    assert [s.split(" ")[0] for s in transaction] == ["CREATE", "COPY", "LOCK", "INSERT", "DROP"]
+    # a SERIALIZABLE database: no LOCK, readers never wait on the load
+    assert [s.split(" ")[0] for s in transaction] == ["CREATE", "COPY", "INSERT", "DROP"]
     assert s3.calls == ["PutObject", "PutObject", "DeleteObjects"]
     assert s3.objects == {}
-    assert sink.statements == 5
+    assert sink.statements == 4
     assert faults.hits == [FaultPoint.MID_STAGING, FaultPoint.BEFORE_COMMIT]
 
 
@@ -127,9 +146,10 @@ def test_the_insert_path_splits_a_batch_into_complete_transactions() -> None:
     assert len(runner.transactions) > 1
     for transaction in runner.transactions:
         assert transaction[0].startswith("CREATE TEMP TABLE")
-        assert transaction[-3].startswith("LOCK") and transaction[-1].startswith("DROP")
+        assert transaction[-1].startswith("DROP")
+        assert not any(s.startswith("LOCK") for s in transaction)
         assert len(transaction) <= 40
-    staged = sum(s.count("), (") + 1 for t in runner.transactions for s in t[1:-3])
+    staged = sum(s.count("), (") + 1 for t in runner.transactions for s in t[1:-2])
     assert staged == 200
     assert result.inserted == len(runner.transactions)  # one row per merge, says the fake
     assert result.inserted + result.already_present == 200
@@ -144,3 +164,68 @@ def test_a_row_too_big_for_the_insert_path_is_rejected_so_the_loader_isolates_it
 def test_the_copy_path_needs_its_role() -> None:
     with pytest.raises(ValueError, match="IAM role"):
         RedshiftSink(FakeRunner(), MAPPING, stager=object(), iam_role=None)  # type: ignore[arg-type]
+
+
+def sink_with(runner: FakeRunner, lock: MergeLock | None = None) -> RedshiftSink:
+    async def no_pause(_: float) -> None:
+        return None
+
+    return RedshiftSink(runner, MAPPING, merge_lock=lock, sleep=no_pause)
+
+
+@pytest.mark.parametrize("level", ["Snapshot Isolation", "read committed", ""])
+def test_auto_locks_the_target_first_unless_the_database_is_serializable(level: str) -> None:
+    runner = FakeRunner(inserted=2, isolation=level)
+    sink = sink_with(runner)
+    asyncio.run(sink.load(rows(2)))
+    [transaction] = runner.transactions
+    # First, before any statement takes the snapshot: a later LOCK would wait for the
+    # other merge and still read the table as it was before it.
+    assert transaction[0] == 'LOCK "appsflyer_events"'
+    assert transaction[1].startswith("CREATE TEMP TABLE")
+    assert sum(s.startswith("LOCK") for s in transaction) == 1
+
+
+def test_explicit_transaction_locks_even_a_serializable_database() -> None:
+    runner = FakeRunner(inserted=2)
+    asyncio.run(sink_with(runner, MergeLock.TRANSACTION).load(rows(2)))
+    assert runner.transactions[0][0] == 'LOCK "appsflyer_events"'
+
+
+def test_explicit_none_is_refused_on_a_snapshot_isolation_database() -> None:
+    sink = sink_with(FakeRunner(isolation="Snapshot Isolation"), MergeLock.NONE)
+    with pytest.raises(PermanentError, match=r"MERGE_LOCK=none is unsafe .*SERIALIZABLE"):
+        asyncio.run(sink.open())
+
+
+def test_explicit_none_is_kept_where_the_isolation_level_cannot_be_read() -> None:
+    runner = FakeRunner(inserted=1, isolation="")
+    asyncio.run(sink_with(runner, MergeLock.NONE).load(rows(1)))
+    assert not any(s.startswith("LOCK") for s in runner.transactions[0])
+
+
+def test_a_serialization_conflict_runs_the_whole_transaction_again() -> None:
+    conflict = SerializationConflict("ERROR: 1023 DETAIL: Serializable isolation violation")
+    runner = FakeRunner(inserted=3, failures=[conflict, conflict])
+    sink = sink_with(runner)
+    result = asyncio.run(sink.load(rows(3)))
+    assert (result.inserted, result.already_present) == (3, 0)
+    assert len(runner.transactions) == 3
+    assert runner.transactions[0] == runner.transactions[1] == runner.transactions[2]
+    assert sink.conflict_retries == 2
+
+
+def test_conflicts_that_persist_reach_the_pipeline_as_a_plain_transient_error() -> None:
+    conflict = SerializationConflict("ERROR: 1023 DETAIL: Serializable isolation violation")
+    runner = FakeRunner(failures=[conflict] * CONFLICT_ATTEMPTS)
+    with pytest.raises(TransientError, match="1023") as caught:
+        asyncio.run(sink_with(runner).load(rows(1)))
+    assert type(caught.value) is TransientError  # retried later with backoff, circuit counted
+    assert len(runner.transactions) == CONFLICT_ATTEMPTS
+
+
+def test_other_transient_errors_are_not_retried_inside_the_sink() -> None:
+    runner = FakeRunner(failures=[TransientError("connection reset")])
+    with pytest.raises(TransientError, match="connection reset"):
+        asyncio.run(sink_with(runner).load(rows(1)))
+    assert len(runner.transactions) == 1

@@ -12,11 +12,15 @@ from sluice.convert import ColumnType
 from sluice.mapping import Column, TableMapping, load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError
+from sluice.sinks.redshift_errors import SerializationConflict, classify_message
 from sluice.sinks.redshift_sql import (
     MAX_BATCH_STATEMENTS,
+    Isolation,
+    MergeLock,
     copy_transaction,
     insert_statements,
     insert_transactions,
+    isolation_of,
     literal,
     merge_sql,
     staging_table_sql,
@@ -48,7 +52,7 @@ def test_redshift_ddl_of_the_appsflyer_mapping_is_the_golden_file() -> None:
     assert create_table_sql(REDSHIFT, mapping) + ";\n" == expected
 
 
-def test_copy_transaction_is_exactly_these_five_statements() -> None:
+def test_copy_transaction_is_exactly_these_four_statements() -> None:
     plan = copy_transaction(REDSHIFT, SMALL, MANIFEST, ROLE, rows=3)
     cols = '"event_time", "note", "dedupe_key", "message_id", "sent_at", "raw_event"'
     assert plan.statements == (
@@ -59,7 +63,6 @@ def test_copy_transaction_is_exactly_these_five_statements() -> None:
         "'s3://bucket/staging/w1/2026/11/28/abc/manifest.json' "
         "IAM_ROLE 'arn:aws:iam::123456789012:role/sluice-copy' MANIFEST FORMAT AS JSON "
         "'auto ignorecase' GZIP TIMEFORMAT 'auto' MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF",
-        'LOCK "analytics"."events"',
         f'INSERT INTO "analytics"."events" ({cols}) SELECT {cols} FROM (SELECT {cols}, '
         'ROW_NUMBER() OVER (PARTITION BY "dedupe_key" ORDER BY "message_id") AS "sluice_rank" '
         'FROM "sluice_staging") AS sluice_new WHERE sluice_new."sluice_rank" = 1 AND NOT EXISTS '
@@ -67,9 +70,66 @@ def test_copy_transaction_is_exactly_these_five_statements() -> None:
         'WHERE sluice_old."dedupe_key" = sluice_new."dedupe_key")',
         'DROP TABLE "sluice_staging"',
     )
-    assert plan.merge_index == 3
+    assert plan.merge_index == 2
     assert plan.rows == 3
     assert not any("TRUNCATE" in s.upper() for s in plan.statements)
+
+
+def golden(plan_statements: tuple[str, ...]) -> str:
+    return ";\n\n".join(plan_statements) + ";\n"
+
+
+@pytest.mark.parametrize("lock", list(MergeLock))
+def test_copy_transaction_of_each_merge_lock_mode_is_its_golden_file(lock: MergeLock) -> None:
+    plan = copy_transaction(REDSHIFT, SMALL, MANIFEST, ROLE, rows=3, lock=lock)
+    expected = (GOLDEN / f"redshift_copy_merge_lock_{lock.value}.sql").read_text()
+    assert golden(plan.statements) == expected
+    assert plan.statements[plan.merge_index] == merge_sql(SMALL)
+    locks = [i for i, s in enumerate(plan.statements) if s.startswith("LOCK")]
+    # TRANSACTION: the LOCK comes before CREATE TEMP TABLE, which takes the snapshot.
+    assert locks == ([0] if lock is MergeLock.TRANSACTION else [])
+
+
+@pytest.mark.parametrize("lock", list(MergeLock))
+def test_insert_transaction_of_each_merge_lock_mode_is_its_golden_file(lock: MergeLock) -> None:
+    [plan] = insert_transactions(
+        REDSHIFT, SMALL, [row("k1", "it's"), row("k2", None, "m2")], lock=lock
+    )
+    expected = (GOLDEN / f"redshift_insert_merge_lock_{lock.value}.sql").read_text()
+    assert golden(plan.statements) == expected
+    assert plan.statements[plan.merge_index] == merge_sql(SMALL)
+    assert plan.rows == 2
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([("dev", "Snapshot Isolation"), ("analytics", "Serializable")], Isolation.SERIALIZABLE),
+        ([("analytics", "Snapshot Isolation")], Isolation.OTHER),
+        ([("analytics   ", "serializable   ")], Isolation.SERIALIZABLE),  # CHAR padding
+        ([("analytics", "read committed")], Isolation.OTHER),
+        ([("dev", "Serializable")], Isolation.UNKNOWN),  # not this database
+        ([], Isolation.UNKNOWN),
+    ],
+)
+def test_the_isolation_level_of_this_database(
+    rows: list[tuple[str, str]], expected: Isolation
+) -> None:
+    assert isolation_of("analytics", rows) is expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ERROR: 1023 DETAIL: Serializable isolation violation on table - 1234, transactions "
+        "forming the cycle are: 1, 2 (pid:3)",
+        "ERROR:1023 DETAIL: Serializable isolation violation on table in Redshift",
+        "could not serialize access due to read/write dependencies among transactions",
+        "deadlock detected",
+    ],
+)
+def test_serialization_conflicts_are_their_own_transient_kind(text: str) -> None:
+    assert isinstance(classify_message(text, "Redshift"), SerializationConflict)
 
 
 def test_merge_text_is_the_same_for_both_dialects() -> None:
@@ -147,11 +207,14 @@ def test_a_row_over_the_limit_alone_is_rejected_so_the_batch_is_split() -> None:
 def test_insert_transactions_hold_at_most_40_statements_each() -> None:
     rows = [row(f"k{i:05}", "z" * 20) for i in range(3000)]
     plan = insert_transactions(REDSHIFT, SMALL, rows, max_bytes=2_000)
+    locked = insert_transactions(REDSHIFT, SMALL, rows, max_bytes=2_000, lock=MergeLock.TRANSACTION)
+    assert all(len(t.statements) <= MAX_BATCH_STATEMENTS for t in locked)
+    assert all(t.statements[0] == 'LOCK "analytics"."events"' for t in locked)
     assert len(plan) > 1
     for transaction in plan:
         assert len(transaction.statements) <= MAX_BATCH_STATEMENTS
         assert transaction.statements[0].startswith("CREATE TEMP TABLE")
-        assert transaction.statements[-3] == 'LOCK "analytics"."events"'
+        assert not any(s.startswith("LOCK") for s in transaction.statements)
         assert transaction.statements[transaction.merge_index] == merge_sql(SMALL)
         assert transaction.statements[-1] == 'DROP TABLE "sluice_staging"'
     assert sum(t.rows for t in plan) == 3000

@@ -8,24 +8,32 @@ BatchExecuteStatement of five statements and one DeleteObjects, whatever the bat
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import Sequence
+import random
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import structlog
 
 from sluice.config import FaultPoint
-from sluice.errors import SchemaError, SluiceError
+from sluice.errors import PermanentError, SchemaError, SluiceError, TransientError
 from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults
+from sluice.sinks.redshift_errors import SerializationConflict
 from sluice.sinks.redshift_sql import (
+    CURRENT_DATABASE_SQL,
+    ISOLATION_SQL,
     MAX_BATCH_STATEMENTS,
     MAX_STATEMENT_BYTES,
     MAX_TRANSACTION_BYTES,
+    Isolation,
+    MergeLock,
     Transaction,
     copy_transaction,
     insert_transactions,
+    isolation_of,
 )
 from sluice.sinks.s3_staging import S3Stager, StagedBatch
 from sluice.sinks.sql import REDSHIFT, Dialect, create_table_sql, schema_problems, split_table
@@ -39,6 +47,10 @@ COLUMNS_SQL = _COLUMNS.format(schema=":p2")
 COLUMNS_CURRENT_SCHEMA_SQL = _COLUMNS.format(schema="current_schema()")
 
 _log = structlog.get_logger("sluice.redshift")
+# A transaction that lost a serialisation race (1023 / 40001) is run again at once, a few
+# times, with a short jittered pause so two losers do not collide again in step.
+CONFLICT_ATTEMPTS = 5
+CONFLICT_PAUSE = 0.1
 
 
 class LoadPath(enum.Enum):
@@ -77,6 +89,8 @@ class RedshiftSink:
         max_statement_bytes: int = MAX_STATEMENT_BYTES,
         max_batch_statements: int = MAX_BATCH_STATEMENTS,
         max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
+        merge_lock: MergeLock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if stager is not None and not iam_role:
             raise ValueError("the copy path needs the IAM role Redshift reads S3 with")
@@ -90,7 +104,11 @@ class RedshiftSink:
         self._max_bytes = max_statement_bytes
         self._max_statements = max_batch_statements
         self._max_transaction_bytes = max_transaction_bytes
+        self._wanted_lock = merge_lock  # None: chosen from the database's isolation level
+        self._lock: MergeLock | None = None
+        self._sleep = sleep
         self.statements = 0  # SQL statements sent, for the benchmark's per-million figures
+        self.conflict_retries = 0  # transactions run again after a serialisation conflict
 
     @property
     def runner(self) -> StatementRunner:
@@ -105,8 +123,30 @@ class RedshiftSink:
 
     async def open(self) -> None:
         await self.ping()
+        await self.merge_lock()
         if self._stager is not None:
             await self._stager.ping()
+
+    async def merge_lock(self) -> MergeLock:
+        """The lock mode loads use, settled once from the setting and the isolation level."""
+        if self._lock is None:
+            # An explicit LOCK is right at any level; the others depend on it.
+            explicit = self._wanted_lock is MergeLock.TRANSACTION
+            isolation = Isolation.UNKNOWN if explicit else await self._isolation()
+            self._lock = _choose_lock(self._wanted_lock, isolation, self._mapping.table)
+            _log.info("merge_lock", mode=self._lock.value, isolation=isolation.value)
+        return self._lock
+
+    async def _isolation(self) -> Isolation:
+        try:
+            [(database, *_)] = await self._runner.query(CURRENT_DATABASE_SQL)
+            rows = await self._runner.query(ISOLATION_SQL[self._dialect.name])
+        except TransientError:
+            raise
+        except (SluiceError, ValueError) as exc:  # no rights on the system table, no row
+            _log.warning("isolation_unknown", error=str(exc))
+            return Isolation.UNKNOWN
+        return isolation_of(str(database), rows)
 
     async def ping(self) -> None:
         await self._runner.query("SELECT 1")
@@ -131,6 +171,7 @@ class RedshiftSink:
             raise SchemaError(f"table {self._mapping.table}: " + "; ".join(problems))
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult:
+        lock = await self.merge_lock()
         if self._stager is None:
             plan = insert_transactions(
                 self._dialect,
@@ -139,6 +180,7 @@ class RedshiftSink:
                 max_bytes=self._max_bytes,
                 max_statements=self._max_statements,
                 max_transaction_bytes=self._max_transaction_bytes,
+                lock=lock,
             )
             self._faults.hit(FaultPoint.MID_STAGING)
             inserted = 0
@@ -149,7 +191,12 @@ class RedshiftSink:
         try:
             self._faults.hit(FaultPoint.MID_STAGING)
             plan_one = copy_transaction(
-                self._dialect, self._mapping, staged.manifest_url, self._iam_role, len(rows)
+                self._dialect,
+                self._mapping,
+                staged.manifest_url,
+                self._iam_role,
+                len(rows),
+                lock=lock,
             )
             inserted = await self._commit(plan_one)
         finally:
@@ -167,9 +214,34 @@ class RedshiftSink:
 
     async def _commit(self, transaction: Transaction) -> int:
         self._faults.hit(FaultPoint.BEFORE_COMMIT)
-        self.statements += len(transaction.statements)
-        counts = await self._runner.run(transaction.statements)
-        return max(counts[transaction.merge_index], 0)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            self.statements += len(transaction.statements)
+            try:
+                counts = await self._runner.run(transaction.statements)
+            except SerializationConflict as exc:
+                # Rolled back whole: nothing of this attempt is in the table.
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise TransientError(f"{exc} ({attempt} attempts)") from exc
+                self.conflict_retries += 1
+                _log.info("merge_conflict_retry", attempt=attempt, error=str(exc))
+                await self._sleep(CONFLICT_PAUSE * attempt * (0.5 + random.random()))  # noqa: S311
+                continue
+            return max(counts[transaction.merge_index], 0)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def close(self) -> None:
         await self._runner.close()
+
+
+def _choose_lock(wanted: MergeLock | None, isolation: Isolation, table: str) -> MergeLock:
+    """No LOCK only where SERIALIZABLE isolation makes racing merges abort instead of both
+    committing; an explicit ``none`` against a database known to be otherwise is refused."""
+    if wanted is MergeLock.NONE and isolation is Isolation.OTHER:
+        raise PermanentError(
+            f"SLUICE_REDSHIFT_MERGE_LOCK=none is unsafe for {table}: the database is not in "
+            "SERIALIZABLE isolation, so racing loads could both insert a key; use auto or "
+            "transaction, or ALTER DATABASE ... ISOLATION LEVEL SERIALIZABLE"
+        )
+    if wanted is not None:
+        return wanted
+    return MergeLock.NONE if isolation is Isolation.SERIALIZABLE else MergeLock.TRANSACTION

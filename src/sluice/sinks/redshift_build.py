@@ -10,14 +10,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.config import Settings
-from sluice.config_redshift import RedshiftConnection
+from sluice.config_redshift import RedshiftConnection, RedshiftMergeLock
 from sluice.errors import PermanentError, TransientError
 from sluice.mapping import TableMapping
 from sluice.sinks.base import FaultHook
 from sluice.sinks.redshift import RedshiftSink, StatementRunner
 from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget, PollPolicy
 from sluice.sinks.redshift_direct import CredentialsProvider, DbCredentials, DirectRunner
-from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES
+from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES, MergeLock
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
 from sluice.sinks.sql import REDSHIFT, Dialect
 
@@ -166,7 +166,16 @@ def build_redshift_sink(
         max_statement_bytes=max_bytes,
         max_transaction_bytes=max_transaction,
         dialect=dialect,
+        merge_lock=_MERGE_LOCKS[settings.redshift_merge_lock],
     )
+
+
+# AUTO is left to the sink, which reads the database's isolation level when it opens.
+_MERGE_LOCKS: dict[RedshiftMergeLock, MergeLock | None] = {
+    RedshiftMergeLock.AUTO: None,
+    RedshiftMergeLock.NONE: MergeLock.NONE,
+    RedshiftMergeLock.TRANSACTION: MergeLock.TRANSACTION,
+}
 
 
 def _cluster_credentials(settings: Settings, clients: AwsClients) -> CredentialsProvider:

@@ -19,7 +19,11 @@ from psycopg import sql as pgsql
 from sluice.errors import CommitUnknownError, SluiceError, TransientError
 from sluice.sinks.pool import Connection, ConnectionSlots, rollback_quietly
 from sluice.sinks.redshift_data import to_psycopg_params
-from sluice.sinks.redshift_errors import classify_message
+from sluice.sinks.redshift_errors import (
+    CONFLICT_SQLSTATES,
+    SerializationConflict,
+    classify_message,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ def translate(exc: psycopg.Error, *, commit_sent: bool, secrets: Sequence[str]) 
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
+    if exc.sqlstate in CONFLICT_SQLSTATES:
+        # Checked first: psycopg files these under OperationalError, yet the server has
+        # rolled the transaction back, even when COMMIT is what failed (SSI reports there).
+        return SerializationConflict(f"Redshift [{exc.sqlstate}]: {text}")
     if commit_sent and isinstance(exc, psycopg.OperationalError):
         return CommitUnknownError(f"connection lost during COMMIT: {text}")
     if isinstance(exc, psycopg.OperationalError) or (exc.sqlstate or "").startswith("08"):

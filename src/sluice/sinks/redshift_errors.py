@@ -12,9 +12,24 @@ import re
 from sluice.errors import PermanentError, SchemaError, SluiceError, TransientError
 from sluice.sinks.base import RowsRejectedError
 
+
+class SerializationConflict(TransientError):
+    """A concurrent transaction won: Redshift's error 1023 or PostgreSQL's SQLSTATE 40001.
+
+    The transaction was rolled back whole, so running it again at once is safe; the sink
+    does so a few times before handing the pipeline a plain ``TransientError``.
+    """
+
+
+# A concurrent writer made this transaction unserialisable; Redshift's documented remedy is
+# to retry the whole transaction ("Troubleshooting serializable isolation errors").
+_CONFLICT = re.compile(
+    r"\b1023\b|serializable isolation violation|could not serialize|deadlock detected"
+)
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
 # Checked in this order; the first match decides. Server texts, lower-cased.
 _TRANSIENT = re.compile(
-    r"\b1023\b|serializable isolation violation|deadlock|could not serialize"
+    r"deadlock"
     r"|connection (?:reset|refused|closed|lost)|terminating connection|server closed"
     r"|out of memory|disk full|too many (?:connections|active)|resource busy"
     r"|slowdown|service unavailable|internal error|query cancelled|timed? ?out"
@@ -41,6 +56,8 @@ def classify_message(text: str, prefix: str) -> SluiceError:
     """An error text from Redshift as the error the pipeline should see."""
     lowered = text.lower()
     message = f"{prefix}: {text}"
+    if _CONFLICT.search(lowered):
+        return SerializationConflict(message)
     if _TRANSIENT.search(lowered):
         return TransientError(message)
     if _SCHEMA.search(lowered):

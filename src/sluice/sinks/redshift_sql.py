@@ -6,17 +6,22 @@ are enforced) or the one Redshift-only statement here, ``copy_from_s3_sql``. Eve
 (the staging DDL, ``LOCK``, the merge, the multi-row ``INSERT`` of the insert path and its
 literals) is the same text for both dialects, and the tests execute it on PostgreSQL.
 
-Why the merge is ``LOCK`` + ``INSERT ... WHERE NOT EXISTS`` and not ``MERGE``: Redshift does
-not enforce unique keys and its ``MERGE`` must update matched rows (a rewrite of every
-duplicate, for nothing). Locking the target first serialises the merges of concurrent
-workers, so the second one sees the first one's rows and skips them; without the lock
-Redshift's serializable isolation would abort one of them (error 1023, retried anyway).
+Why ``INSERT ... WHERE NOT EXISTS`` and not ``MERGE``: Redshift does not enforce unique keys
+and its ``MERGE`` must update matched rows (a rewrite of every duplicate, for nothing).
+
+Racing merges (docs/redshift.md, "Concurrent loads and readers"): with ``MergeLock.NONE``
+nothing is locked explicitly; under SERIALIZABLE isolation Redshift aborts the loser with
+error 1023 and the sink runs the whole transaction again. Under SNAPSHOT isolation two
+NOT EXISTS probes of the same key can both commit, so ``MergeLock.TRANSACTION`` LOCKs the
+target as the first statement, before any statement takes the transaction's snapshot (a
+LOCK placed later waits for the other merge but still reads the snapshot from before it).
 Redshift commits implicitly on ``TRUNCATE``, so the load transaction never truncates: the
 staging table is created and dropped inside it.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,8 +43,44 @@ MAX_BATCH_STATEMENTS = 40  # BatchExecuteStatement's limit
 # HTTP client copies it in one piece on the event loop (aiohttp warns). JSON escaping of
 # quotes makes the body larger than the SQL, hence the margin.
 MAX_TRANSACTION_BYTES = 800_000
-# Statements around the staged INSERTs of one transaction: CREATE, LOCK, merge, DROP.
+# Statements around the staged INSERTs of one transaction: LOCK, CREATE, merge, DROP.
 _FIXED_STATEMENTS = 4
+
+
+class MergeLock(enum.Enum):
+    """How a load keeps racing merges from doubling a key."""
+
+    NONE = "none"  # the database's SERIALIZABLE isolation; 1023 means run it again
+    TRANSACTION = "transaction"  # LOCK the target first: readers wait for the whole load
+
+
+class Isolation(enum.Enum):
+    """The database's isolation level, as far as the sink could tell."""
+
+    SERIALIZABLE = "serializable"
+    OTHER = "other"  # Redshift's SNAPSHOT ISOLATION, PostgreSQL's read committed...
+    UNKNOWN = "unknown"
+
+
+# Rows of (database, isolation level). Redshift: STV_DB_ISOLATION_LEVEL ("Serializable" or
+# "Snapshot Isolation"), matched to CURRENT_DATABASE in Python rather than in SQL, so no
+# leader-node function meets a system table in one query. PostgreSQL (the test stand-in):
+# the level a plain BEGIN gets.
+ISOLATION_SQL = {
+    "redshift": "SELECT db_name, isolation_level FROM stv_db_isolation_level",
+    "postgres": "SELECT current_database(), current_setting('default_transaction_isolation')",
+}
+CURRENT_DATABASE_SQL = "SELECT current_database()"
+
+
+def isolation_of(database: str, rows: Sequence[Sequence[object]]) -> Isolation:
+    for row in rows:
+        if len(row) >= 2 and str(row[0]).strip() == database:
+            level = str(row[1]).strip().lower()
+            if level == "serializable":
+                return Isolation.SERIALIZABLE
+            return Isolation.OTHER if level else Isolation.UNKNOWN
+    return Isolation.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -97,17 +138,33 @@ def copy_from_s3_sql(mapping: TableMapping, manifest_url: str, iam_role: str) ->
     )
 
 
+def _locked(mapping: TableMapping, lock: MergeLock, statements: tuple[str, ...]) -> Transaction:
+    """``statements`` (staging..., merge, DROP) with the LOCK the mode asks for in front."""
+    if lock is MergeLock.TRANSACTION:
+        statements = (lock_sql(mapping), *statements)
+    return Transaction(statements, len(statements) - 2, 0)
+
+
 def copy_transaction(
-    dialect: Dialect, mapping: TableMapping, manifest_url: str, iam_role: str, rows: int
+    dialect: Dialect,
+    mapping: TableMapping,
+    manifest_url: str,
+    iam_role: str,
+    rows: int,
+    *,
+    lock: MergeLock = MergeLock.NONE,
 ) -> Transaction:
-    statements = (
-        staging_table_sql(dialect, mapping),
-        copy_from_s3_sql(mapping, manifest_url, iam_role),
-        lock_sql(mapping),
-        merge_sql(mapping),
-        drop_staging_sql(),
+    plan = _locked(
+        mapping,
+        lock,
+        (
+            staging_table_sql(dialect, mapping),
+            copy_from_s3_sql(mapping, manifest_url, iam_role),
+            merge_sql(mapping),
+            drop_staging_sql(),
+        ),
     )
-    return Transaction(statements, 3, rows)
+    return Transaction(plan.statements, plan.merge_index, rows)
 
 
 # ---- the insert path: values as literals, because BatchExecuteStatement takes no parameters
@@ -200,6 +257,7 @@ def insert_transactions(
     max_bytes: int = MAX_STATEMENT_BYTES,
     max_statements: int = MAX_BATCH_STATEMENTS,
     max_transaction_bytes: int = MAX_TRANSACTION_BYTES,
+    lock: MergeLock = MergeLock.NONE,
 ) -> list[Transaction]:
     """The insert path's plan: as few transactions as the statement limits allow.
 
@@ -212,14 +270,17 @@ def insert_transactions(
         max_statements - _FIXED_STATEMENTS,
         max_transaction_bytes,
     ):
-        statements = (
-            staging_table_sql(dialect, mapping),
-            *(text for text, _ in group),
-            lock_sql(mapping),
-            merge_sql(mapping),
-            drop_staging_sql(),
+        locked = _locked(
+            mapping,
+            lock,
+            (
+                staging_table_sql(dialect, mapping),
+                *(text for text, _ in group),
+                merge_sql(mapping),
+                drop_staging_sql(),
+            ),
         )
-        plan.append(Transaction(statements, len(statements) - 2, sum(n for _, n in group)))
+        plan.append(Transaction(locked.statements, locked.merge_index, sum(n for _, n in group)))
     return plan
 
 
