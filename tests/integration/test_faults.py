@@ -17,10 +17,11 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
+from sluice.aws_errors import AwsService, classify
 from sluice.config import SqsClientKind
 from sluice.errors import TransientError
 from sluice.local.emulator import EMULATOR_CREDENTIALS, Emulator
-from sluice.sources.sqs import sqs_client, translate
+from sluice.sources.sqs import sqs_client
 from sluice.synth import SyntheticMessage, synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import (
@@ -256,10 +257,10 @@ def test_proxy_errors_look_like_sqs_errors(emulator: Emulator, client: SqsClient
     assert throttled is not None
     assert throttled.response["Error"]["Code"] == "Throttling"
     assert throttled.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert isinstance(translate(throttled, "ReceiveMessage"), TransientError)
+    assert isinstance(classify(AwsService.SQS, "ReceiveMessage", throttled), TransientError)
     assert failed is not None
     assert failed.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-    assert isinstance(translate(failed, "ReceiveMessage"), TransientError)
+    assert isinstance(classify(AwsService.SQS, "ReceiveMessage", failed), TransientError)
     # botocore retries a throttle itself (max_attempts=3 retries after the first try, as
     # for a real throttle); the wire client leaves retrying to the pipeline.
     assert tries == (4 if client is SqsClientKind.BOTOCORE else 1)

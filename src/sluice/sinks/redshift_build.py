@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sluice.aws_errors import NO_ANSWER, AwsService, classify
 from sluice.config import Settings
 from sluice.config_redshift import RedshiftConnection, RedshiftMergeLock
 from sluice.errors import PermanentError, TransientError
@@ -191,13 +192,8 @@ def _cluster_credentials(settings: Settings, clients: AwsClients) -> Credentials
                 DurationSeconds=CREDENTIALS_SECONDS,
                 AutoCreate=False,
             )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-            kind = TransientError if status >= 500 or "Throttl" in code else PermanentError
-            raise kind(f"Redshift GetClusterCredentials failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise TransientError(f"Redshift GetClusterCredentials failed: {exc}") from exc
+        except (ClientError, *NO_ANSWER) as exc:
+            raise classify(AwsService.REDSHIFT, "GetClusterCredentials", exc) from exc
         return DbCredentials(str(answer["DbUser"]), str(answer["DbPassword"]))
 
     return fetch

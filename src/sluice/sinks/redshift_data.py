@@ -22,8 +22,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from sluice.aws_errors import AwsService, classify
 from sluice.errors import CommitUnknownError, PermanentError, SluiceError, TransientError
-from sluice.sinks.redshift_errors import classify_code, classify_message
+from sluice.sinks.redshift_errors import classify_message
 
 ClientSource = Callable[[], Awaitable[Any]]  # the client, opened on first use
 _PARAM = re.compile(r":(p\d+)\b")
@@ -188,14 +189,9 @@ class DataApiRunner:
 
 
 def translate_client_error(exc: ClientError, action: str) -> SluiceError:
-    error = exc.response.get("Error", {})
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return classify_code(
-        str(error.get("Code", "")),
-        status,
-        str(error.get("Message", "")),
-        f"Redshift Data API {action}",
-    )
+    # ValidationException, AccessDeniedException, ResourceNotFoundException (no such cluster,
+    # workgroup or secret): the deployment is wrong, not the moment; the rest by the table.
+    return classify(AwsService.REDSHIFT_DATA, action, exc)
 
 
 def _failed(described: dict[str, Any], status: str) -> SluiceError:

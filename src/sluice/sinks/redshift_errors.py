@@ -68,32 +68,3 @@ def classify_message(text: str, prefix: str) -> SluiceError:
         return PermanentError(message)
     # Unknown: retried with backoff (the circuit opens) rather than dropping data.
     return TransientError(message)
-
-
-# Data API error codes (botocore ClientError) that may succeed later.
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "InternalServerException",
-        "ServiceUnavailableException",
-        "ActiveStatementsExceededException",
-        "ActiveSessionsExceededException",
-        "DatabaseConnectionException",
-        "ExecuteStatementException",  # "an environmental error": cluster paused, resizing
-        "BatchExecuteStatementException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-
-def classify_code(code: str, status: int, text: str, prefix: str) -> SluiceError:
-    """A Data API refusal (HTTP error) as the error the pipeline should see."""
-    message = f"{prefix}: {code} {text}".strip()
-    if code in TRANSIENT_CODES or status >= 500 or status == 429:
-        return TransientError(message)
-    # ValidationException, AccessDeniedException, ResourceNotFoundException (no such
-    # cluster, workgroup or secret): the deployment is wrong, not the moment.
-    return PermanentError(message)

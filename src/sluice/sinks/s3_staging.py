@@ -23,12 +23,11 @@ from urllib.parse import urlsplit
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sluice.aws_errors import AwsService, classify
 from sluice.convert import ColumnType
-from sluice.errors import PermanentError, SluiceError, TransientError
+from sluice.errors import TransientError
 from sluice.mapping import TableMapping
 from sluice.model import MappedRow
-
-_THROTTLING = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ class S3Stager:
                 ContentType=content_type,
             )
         except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "PutObject") from exc
+            raise classify(AwsService.S3, "PutObject", exc) from exc
 
     async def remove(self, staged: StagedBatch) -> None:
         self.requests += 1
@@ -147,7 +146,7 @@ class S3Stager:
                 Delete={"Objects": [{"Key": k} for k in staged.keys], "Quiet": True},
             )
         except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "DeleteObjects") from exc
+            raise classify(AwsService.S3, "DeleteObjects", exc) from exc
         errors = response.get("Errors") or []
         if errors:
             first = errors[0]
@@ -164,16 +163,4 @@ class S3Stager:
                 Bucket=self._location.bucket, Prefix=self._location.prefix, MaxKeys=1
             )
         except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "ListObjectsV2") from exc
-
-
-def translate(exc: Exception, action: str) -> SluiceError:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        text = f"S3 {action} failed: {code} {error.get('Message', '')}".strip()
-        if code in _THROTTLING or status >= 500 or status == 429:
-            return TransientError(text)
-        return PermanentError(text)  # AccessDenied, NoSuchBucket: the deployment is wrong
-    return TransientError(f"S3 {action} failed: {type(exc).__name__}: {exc}")
+            raise classify(AwsService.S3, "ListObjectsV2", exc) from exc

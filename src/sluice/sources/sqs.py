@@ -1,7 +1,8 @@
 """Amazon SQS over aiobotocore: receive, delete and extend in batches of 10, DLQ sends.
 
-Every botocore failure is translated here, in ``translate``, into TransientError (throttling,
-5xx, connection trouble: retried by the caller with backoff) or PermanentError.
+Every failure of a call is translated here, in ``call``, by the one AWS classifier
+(``aws_errors``): TransientError (throttling, 5xx, connection trouble: retried by the caller
+with backoff) or PermanentError.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sluice.aws_errors import AwsService, classify
 from sluice.config import SqsClientKind
-from sluice.errors import PermanentError, SluiceError, TransientError
+from sluice.errors import PermanentError, TransientError
 from sluice.model import ReceivedMessage, SettleResult
 from sluice.policies import ExponentialBackoff
 from sluice.sources.base import QueueDepth
@@ -29,20 +31,6 @@ from sluice.sources.sqs_wire import (
 )
 
 ENTRY_RETRIES = 5  # retries of a failed delete / visibility entry before leaving it to SQS
-_THROTTLING = {
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "KmsThrottled",
-    "AWS.SimpleQueueService.RequestThrottled",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalFailure",
-}
 # Batch entries that failed for these codes will not succeed on retry.
 _FINAL_ENTRY_CODES = {
     "ReceiptHandleIsInvalid",
@@ -51,18 +39,6 @@ _FINAL_ENTRY_CODES = {
     "MessageNotInflight",
     "AWS.SimpleQueueService.MessageNotInflight",
 }
-
-
-def translate(exc: Exception, action: str) -> SluiceError:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        text = f"SQS {action} failed: {code} {error.get('Message', '')}".strip()
-        if code in _THROTTLING or status >= 500 or status == 429:
-            return TransientError(text)
-        return PermanentError(text)
-    return TransientError(f"SQS {action} failed: {type(exc).__name__}: {exc}")
 
 
 def client_config(pool: int) -> Any:
@@ -125,7 +101,7 @@ async def call(client_call: Callable[..., Awaitable[Any]], action: str, **kwargs
     try:
         return await client_call(**kwargs)
     except (TimeoutError, ClientError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
-        raise translate(exc, action) from exc
+        raise classify(AwsService.SQS, action, exc) from exc
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
