@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from sluice import __version__
 from sluice.cli_progress import counting_progress, drain_progress
-from sluice.config import Settings, describe, flag_specs, load_settings
+from sluice.config import Settings, flag_specs, load_settings
 from sluice.errors import ConfigError, SchemaError, SluiceError
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.observe.logging import configure_logging
@@ -28,6 +29,19 @@ from sluice.runtime.worker import build_sink, run_worker, sink_mapping
 T = TypeVar("T")
 EXIT_CONFIG = 2
 EXIT_SCHEMA = 3
+# Crash points for the fault tests: still set by SLUICE_FAULT_* or these flags, never offered
+# to an operator in --help.
+TEST_ONLY_SETTINGS = frozenset({"fault_point", "fault_after"})
+SETTINGS_EPILOG = (
+    "Every settings option of `sluice --help` (--config, --sink, --queue-url, ...) is also "
+    "accepted after the command: `sluice run --sink postgres` is `sluice --sink postgres run`. "
+    "Given in both places, the one after the command wins."
+)
+GROUP_EPILOG = (
+    "The settings options above may come before or after the command: `sluice --sink "
+    "postgres run` or `sluice run --sink postgres`. Given in both places, the one after the "
+    "command wins."
+)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -73,11 +87,52 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for name, flag, text in reversed(flag_specs()):
-        command = click.option(flag, name, default=None, help=text)(command)
+        hidden = name in TEST_ONLY_SETTINGS
+        command = click.option(flag, name, default=None, help=text, hidden=hidden)(command)
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def _store_setting(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """Record a setting given after the command over what the group got before it: the
+    group's callback has already built the CliContext when the command's options are parsed."""
+
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            if name == "config_file":
+                _obj(ctx).config_file = value
+            else:
+                _obj(ctx).flags[name] = value
+        return value
+
+    return store
+
+
+def takes_settings(command: click.Command) -> click.Command:
+    """Accept the group's settings options after ``command`` too (hidden from its --help,
+    which points to ``sluice --help`` for them). The command's own options keep their flags."""
+    taken = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    specs = (("config_file", "--config", "TOML file of settings"), *flag_specs())
+    for name, flag, text in specs:
+        if flag in taken:
+            continue
+        command.params.append(
+            click.Option(
+                [flag, f"setting_{name}"],
+                default=None,
+                help=text,
+                hidden=True,
+                expose_value=False,
+                callback=_store_setting(name),
+            )
+        )
+    command.epilog = f"{command.epilog}\n\n{SETTINGS_EPILOG}" if command.epilog else SETTINGS_EPILOG
+    return command
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    epilog=GROUP_EPILOG,
+)
 @click.option(
     "--config",
     "config_file",
@@ -102,6 +157,7 @@ def _obj(ctx: click.Context) -> CliContext:
     return obj
 
 
+@takes_settings
 @cli.command()
 @click.option("--drain", is_flag=True, help="Exit once the queue is empty and all is settled.")
 @click.option(
@@ -168,6 +224,7 @@ def _supervise(obj: CliContext, settings: Settings, drain: bool) -> None:
     )
 
 
+@takes_settings
 @cli.command()
 @click.option("--url", default=None, help="A supervisor's PORT, e.g. http://10.0.0.5:3000.")
 @click.option(
@@ -198,6 +255,7 @@ def status(ctx: click.Context, url: str | None, every: float | None, as_json: bo
         run_async(watch_status(settings, obj.credentials(), url=url, every=every, as_json=as_json))
 
 
+@takes_settings
 @cli.command()
 @click.argument("workers")
 @click.pass_context
@@ -226,6 +284,7 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+@takes_settings
 @cli.command("init-db")
 @click.option(
     "--print",
@@ -268,16 +327,34 @@ def config() -> None:
     """Inspect settings."""
 
 
+@takes_settings
 @config.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print {setting: {value, source}} JSON.")
 @click.pass_context
-def config_show(ctx: click.Context) -> None:
-    """Print the effective settings, secrets masked."""
-    table = Table("setting", "variable", "value")
-    for name, env, value in describe(_obj(ctx).settings()):
-        table.add_row(name, env, value)
-    Console().print(table)
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective settings, secrets masked, and where each came from: a file, the
+    environment, a flag, the default, or derived (computed at start-up)."""
+    from sluice.config_sources import setting_sources
+
+    obj = _obj(ctx)
+    rows = setting_sources(os.environ, obj.flags, obj.config_file, obj.settings())
+    if as_json:
+        click.echo(json.dumps({row.name: row.document() for row in rows}, indent=2))
+        return
+    console = Console()
+    if not console.is_terminal:
+        # A pipe or a file: whole values, one setting a line, never cut to a width.
+        for row in rows:
+            click.echo(f"{row.name}\t{row.variable}\t{row.value or ''}\t{row.source.text()}")
+        return
+    table = Table("setting", "variable", "value", "source")
+    for row in rows:
+        table.add_row(row.name, row.variable, row.value or "", row.source.text())
+    table.columns[2].overflow = "fold"  # wrap a long value on a narrow terminal, never cut it
+    console.print(table)
 
 
+@takes_settings
 @cli.command()
 @click.option(
     "--count",

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sluice import dlq as ops
-from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
+from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async, takes_settings
 from sluice.cli_progress import counting_progress
 from sluice.sources.sqs import SqsQueue, sqs_client
 
@@ -37,6 +37,7 @@ def dlq() -> None:
     """Dead-letter queue: stats, show, replay, purge."""
 
 
+@takes_settings
 @dlq.command()
 @click.option(
     "--limit",
@@ -63,6 +64,7 @@ def stats(ctx: click.Context, limit: int) -> None:
     console.print(table)
 
 
+@takes_settings
 @dlq.command()
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 @click.pass_context
@@ -87,6 +89,7 @@ def show(ctx: click.Context, limit: int) -> None:
     Console().print(table)
 
 
+@takes_settings
 @dlq.command()
 @click.option(
     "--filter",
@@ -127,6 +130,7 @@ def replay(ctx: click.Context, reasons: tuple[str, ...], limit: int, rate: float
         fail(f"{len(result.failed)} dead letter(s) could not be replayed; they stay in the DLQ")
 
 
+@takes_settings
 @dlq.command()
 @click.option("--yes", is_flag=True, help="Really delete every message in the DLQ.")
 @click.pass_context
