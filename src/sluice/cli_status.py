@@ -44,7 +44,7 @@ async def gather_status(
     return {
         "supervisor": None,
         "note": f"{missing}; showing the queue only (workers, throughput and the drain ETA "
-        "come from a supervisor: sluice run --processes N or --autoscale MIN:MAX)",
+        "need a supervisor: sluice run --processes N or --autoscale MIN:MAX)",
         "queue": {
             "visible": depth.visible,
             "in_flight": depth.in_flight,
