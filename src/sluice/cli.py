@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,11 +14,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 import structlog
 from rich.console import Console
-from rich.table import Table
 
 from sluice import __version__
+from sluice.cli_options import GROUP_EPILOG, settings_options, takes_settings
 from sluice.cli_progress import counting_progress, drain_progress
-from sluice.config import Settings, flag_specs, load_settings
+from sluice.config import Settings, load_settings
 from sluice.errors import ConfigError, SchemaError, SluiceError
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.observe.logging import configure_logging
@@ -29,19 +28,6 @@ from sluice.runtime.worker import build_sink, run_worker, sink_mapping
 T = TypeVar("T")
 EXIT_CONFIG = 2
 EXIT_SCHEMA = 3
-# Crash points for the fault tests: still set by SLUICE_FAULT_* or these flags, never offered
-# to an operator in --help.
-TEST_ONLY_SETTINGS = frozenset({"fault_point", "fault_after"})
-SETTINGS_EPILOG = (
-    "Every settings option of `sluice --help` (--config, --sink, --queue-url, ...) is also "
-    "accepted after the command: `sluice run --sink postgres` is `sluice --sink postgres run`. "
-    "Given in both places, the one after the command wins."
-)
-GROUP_EPILOG = (
-    "The settings options above may come before or after the command: `sluice --sink "
-    "postgres run` or `sluice run --sink postgres`. Given in both places, the one after the "
-    "command wins."
-)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -83,50 +69,6 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         fail(f"{exc} (`sluice init-db` creates the table)", EXIT_SCHEMA)
     except SluiceError as exc:
         fail(str(exc))
-
-
-def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for name, flag, text in reversed(flag_specs()):
-        hidden = name in TEST_ONLY_SETTINGS
-        command = click.option(flag, name, default=None, help=text, hidden=hidden)(command)
-    return command
-
-
-def _store_setting(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """Record a setting given after the command over what the group got before it: the
-    group's callback has already built the CliContext when the command's options are parsed."""
-
-    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-        if value is not None:
-            if name == "config_file":
-                _obj(ctx).config_file = value
-            else:
-                _obj(ctx).flags[name] = value
-        return value
-
-    return store
-
-
-def takes_settings(command: click.Command) -> click.Command:
-    """Accept the group's settings options after ``command`` too (hidden from its --help,
-    which points to ``sluice --help`` for them). The command's own options keep their flags."""
-    taken = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
-    specs = (("config_file", "--config", "TOML file of settings"), *flag_specs())
-    for name, flag, text in specs:
-        if flag in taken:
-            continue
-        command.params.append(
-            click.Option(
-                [flag, f"setting_{name}"],
-                default=None,
-                help=text,
-                hidden=True,
-                expose_value=False,
-                callback=_store_setting(name),
-            )
-        )
-    command.epilog = f"{command.epilog}\n\n{SETTINGS_EPILOG}" if command.epilog else SETTINGS_EPILOG
-    return command
 
 
 @click.group(
@@ -322,38 +264,6 @@ def init_db(ctx: click.Context, print_only: bool) -> None:
     click.echo(f"table {mapping.table} {verb} ({settings.sink.value})")
 
 
-@cli.group()
-def config() -> None:
-    """Inspect settings."""
-
-
-@takes_settings
-@config.command("show")
-@click.option("--json", "as_json", is_flag=True, help="Print {setting: {value, source}} JSON.")
-@click.pass_context
-def config_show(ctx: click.Context, as_json: bool) -> None:
-    """Print the effective settings, secrets masked, and where each came from: a file, the
-    environment, a flag, the default, or derived (computed at start-up)."""
-    from sluice.config_sources import setting_sources
-
-    obj = _obj(ctx)
-    rows = setting_sources(os.environ, obj.flags, obj.config_file, obj.settings())
-    if as_json:
-        click.echo(json.dumps({row.name: row.document() for row in rows}, indent=2))
-        return
-    console = Console()
-    if not console.is_terminal:
-        # A pipe or a file: whole values, one setting a line, never cut to a width.
-        for row in rows:
-            click.echo(f"{row.name}\t{row.variable}\t{row.value or ''}\t{row.source.text()}")
-        return
-    table = Table("setting", "variable", "value", "source")
-    for row in rows:
-        table.add_row(row.name, row.variable, row.value or "", row.source.text())
-    table.columns[2].overflow = "fold"  # wrap a long value on a narrow terminal, never cut it
-    console.print(table)
-
-
 @takes_settings
 @cli.command()
 @click.option(
@@ -451,10 +361,11 @@ def demo(messages: int, database: Path, seed: int) -> None:
 
 
 def main() -> None:
+    from sluice.cli_config import config
     from sluice.cli_dlq import dlq
     from sluice.cli_plan import bench, plan
     from sluice.cli_simulate import simulate
 
-    for command in (dlq, plan, bench, simulate):
+    for command in (config, dlq, plan, bench, simulate):
         cli.add_command(command)
     cli(prog_name="sluice")

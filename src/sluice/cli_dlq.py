@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sluice import dlq as ops
-from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async, takes_settings
+from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
+from sluice.cli_options import takes_settings
 from sluice.cli_progress import counting_progress
 from sluice.sources.sqs import SqsQueue, sqs_client
 from sluice.sources.sqs_attributes import producer_attributes

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from sluice.benchmark import BenchResult, run_benchmark
-from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async, takes_settings
+from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
+from sluice.cli_options import takes_settings
 from sluice.config import Settings
 from sluice.errors import SluiceError
 from sluice.plan.sizing import (
