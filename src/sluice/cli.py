@@ -14,11 +14,11 @@ from typing import Any, NoReturn, TypeVar
 import click
 import structlog
 from rich.console import Console
-from rich.table import Table
 
 from sluice import __version__
+from sluice.cli_options import GROUP_EPILOG, settings_options, takes_settings
 from sluice.cli_progress import counting_progress, drain_progress
-from sluice.config import Settings, describe, flag_specs, load_settings
+from sluice.config import Settings, load_settings
 from sluice.errors import ConfigError, SchemaError, SluiceError
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.observe.logging import configure_logging
@@ -71,13 +71,10 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         fail(str(exc))
 
 
-def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for name, flag, text in reversed(flag_specs()):
-        command = click.option(flag, name, default=None, help=text)(command)
-    return command
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+    epilog=GROUP_EPILOG,
+)
 @click.option(
     "--config",
     "config_file",
@@ -102,6 +99,7 @@ def _obj(ctx: click.Context) -> CliContext:
     return obj
 
 
+@takes_settings
 @cli.command()
 @click.option("--drain", is_flag=True, help="Exit once the queue is empty and all is settled.")
 @click.option(
@@ -168,6 +166,7 @@ def _supervise(obj: CliContext, settings: Settings, drain: bool) -> None:
     )
 
 
+@takes_settings
 @cli.command()
 @click.option("--url", default=None, help="A supervisor's PORT, e.g. http://10.0.0.5:3000.")
 @click.option(
@@ -198,6 +197,7 @@ def status(ctx: click.Context, url: str | None, every: float | None, as_json: bo
         run_async(watch_status(settings, obj.credentials(), url=url, every=every, as_json=as_json))
 
 
+@takes_settings
 @cli.command()
 @click.argument("workers")
 @click.pass_context
@@ -226,6 +226,7 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+@takes_settings
 @cli.command("init-db")
 @click.option(
     "--print",
@@ -263,21 +264,7 @@ def init_db(ctx: click.Context, print_only: bool) -> None:
     click.echo(f"table {mapping.table} {verb} ({settings.sink.value})")
 
 
-@cli.group()
-def config() -> None:
-    """Inspect settings."""
-
-
-@config.command("show")
-@click.pass_context
-def config_show(ctx: click.Context) -> None:
-    """Print the effective settings, secrets masked."""
-    table = Table("setting", "variable", "value")
-    for name, env, value in describe(_obj(ctx).settings()):
-        table.add_row(name, env, value)
-    Console().print(table)
-
-
+@takes_settings
 @cli.command()
 @click.option(
     "--count",
@@ -374,10 +361,11 @@ def demo(messages: int, database: Path, seed: int) -> None:
 
 
 def main() -> None:
+    from sluice.cli_config import config
     from sluice.cli_dlq import dlq
     from sluice.cli_plan import bench, plan
     from sluice.cli_simulate import simulate
 
-    for command in (dlq, plan, bench, simulate):
+    for command in (config, dlq, plan, bench, simulate):
         cli.add_command(command)
     cli(prog_name="sluice")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +13,10 @@ from rich.table import Table
 
 from sluice import dlq as ops
 from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
+from sluice.cli_options import takes_settings
 from sluice.cli_progress import counting_progress
 from sluice.sources.sqs import SqsQueue, sqs_client
+from sluice.sources.sqs_attributes import producer_attributes
 
 
 def _context(ctx: click.Context) -> tuple[CliContext, str]:
@@ -37,6 +41,7 @@ def dlq() -> None:
     """Dead-letter queue: stats, show, replay, purge."""
 
 
+@takes_settings
 @dlq.command()
 @click.option(
     "--limit",
@@ -63,11 +68,15 @@ def stats(ctx: click.Context, limit: int) -> None:
     console.print(table)
 
 
+@takes_settings
 @dlq.command()
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--full", is_flag=True, help="Whole bodies on a terminal too (a pipe gets them).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per dead letter a line.")
 @click.pass_context
-def show(ctx: click.Context, limit: int) -> None:
-    """Show dead letters: id, reason, detail and the start of the body."""
+def show(ctx: click.Context, limit: int, full: bool, as_json: bool) -> None:
+    """Show dead letters: id, reason, detail, receive count and the body (cut to the
+    terminal's width on a terminal, unless --full)."""
     obj, url = _context(ctx)
 
     async def work(client: Any) -> list[ops.DeadLetterView]:
@@ -75,18 +84,74 @@ def show(ctx: click.Context, limit: int) -> None:
         await ops.release(client, url, views)
         return views
 
-    table = Table("source message", "reason", "detail", "body")
-    for view in run_async(_with_client(obj, work)):
-        body = view.message.body
+    views = run_async(_with_client(obj, work))
+    if as_json:
+        for view in views:
+            click.echo(json.dumps(letter_document(view), ensure_ascii=False))
+        return
+    console = Console()
+    if full or not console.is_terminal:
+        # Whole records, never cut: a pipe is read by a program or kept as evidence.
+        for view in views:
+            click.echo(letter_text(view))
+        return
+    table = Table("source message", "reason", "detail", "receives", "body")
+    table.columns[4].no_wrap = True  # one line per letter; Rich cuts it at the width with "…"
+    for view in views:
         table.add_row(
             view.source_message_id,
             view.reason,
             view.detail,
-            body if len(body) <= 80 else body[:77] + "...",
+            str(view.message.receive_count),
+            view.message.body,
         )
-    Console().print(table)
+    console.print(table)
 
 
+def _attribute(data_type: str, value: str | bytes) -> dict[str, str]:
+    if isinstance(value, bytes):
+        return {"type": data_type, "base64": base64.b64encode(value).decode("ascii")}
+    return {"type": data_type, "value": value}
+
+
+def letter_document(view: ops.DeadLetterView) -> dict[str, Any]:
+    """A dead letter as `dlq show --json` prints it; the producer's attributes if it had any
+    (Sluice's own sluice.* attributes are the reason, detail and source id fields)."""
+    message = view.message
+    document: dict[str, Any] = {
+        "id": message.message_id,
+        "reason": view.reason,
+        "detail": view.detail,
+        "source_message_id": view.source_message_id,
+        "receive_count": message.receive_count,
+        "body": message.body,
+    }
+    attributes = {
+        name: _attribute(data_type, value)
+        for name, data_type, value in producer_attributes(message)
+    }
+    if attributes:
+        document["attributes"] = attributes
+    return document
+
+
+def letter_text(view: ops.DeadLetterView) -> str:
+    doc = letter_document(view)
+    lines = [
+        f"id: {doc['id']}",
+        f"source message: {doc['source_message_id']}",
+        f"reason: {doc['reason']}",
+        f"detail: {doc['detail']}",
+        f"receive count: {doc['receive_count']}",
+    ]
+    for name, attribute in doc.get("attributes", {}).items():
+        shown = attribute.get("value", f"base64:{attribute.get('base64')}")
+        lines.append(f"attribute {name} ({attribute['type']}): {shown}")
+    lines.append(f"body: {doc['body']}")
+    return "\n".join(lines) + "\n"
+
+
+@takes_settings
 @dlq.command()
 @click.option(
     "--filter",
@@ -127,6 +192,7 @@ def replay(ctx: click.Context, reasons: tuple[str, ...], limit: int, rate: float
         fail(f"{len(result.failed)} dead letter(s) could not be replayed; they stay in the DLQ")
 
 
+@takes_settings
 @dlq.command()
 @click.option("--yes", is_flag=True, help="Really delete every message in the DLQ.")
 @click.pass_context

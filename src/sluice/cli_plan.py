@@ -12,9 +12,11 @@ from rich.table import Table
 
 from sluice.benchmark import BenchResult, run_benchmark
 from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
+from sluice.cli_options import takes_settings
 from sluice.config import Settings
 from sluice.errors import SluiceError
 from sluice.plan.sizing import (
+    DOCUMENTED,
     GUIDE_LONG_POLL,
     GUIDE_OLD,
     Plan,
@@ -24,9 +26,9 @@ from sluice.plan.sizing import (
     WorkerShape,
     make_plan,
 )
-from sluice.plan.units import parse_duration, parse_rate
+from sluice.plan.units import parse_count, parse_duration, parse_rate
 
-NAMED_RATES = {"guide": GUIDE_OLD, "guide-long-poll": GUIDE_LONG_POLL}
+NAMED_RATES = {"documented": DOCUMENTED, "guide": GUIDE_OLD, "guide-long-poll": GUIDE_LONG_POLL}
 
 
 def _context(ctx: click.Context) -> CliContext:
@@ -35,6 +37,7 @@ def _context(ctx: click.Context) -> CliContext:
     return obj
 
 
+@takes_settings
 @click.command()
 @click.option("--messages", type=click.IntRange(1000), default=100_000, show_default=True)
 @click.option(
@@ -102,22 +105,34 @@ def bench_document(result: BenchResult) -> dict[str, Any]:
     }
 
 
+@takes_settings
 @click.command()
-@click.option("--backlog", default="0", show_default=True, help="Messages waiting, or `queue`.")
+@click.option(
+    "--backlog",
+    default="0",
+    show_default=True,
+    help="Messages waiting: 2800000, 2.8M, 600k, 1.5B; or `queue` (reads the queue's depth).",
+)
 @click.option(
     "--arrival",
     default="0",
     show_default=True,
-    help="Arrival rate: 7/s, 25000/h, 600000/day, or `queue` (a supervisor's 5-min figure).",
+    help="Arrival rate: 7/s, 36000/h, 600k/day; or `queue` (a supervisor's 5-min figure).",
 )
 @click.option(
     "--worker-rate",
     "rates",
     multiple=True,
-    default=("guide", "measure"),
-    show_default=True,
-    help="Per-worker rate: 6000/s, `guide` (10 msgs every 5 s), `guide-long-poll` (10 every "
-    "20 s), or `measure` (runs `sluice bench`). Repeat to compare.",
+    help="Per-worker rate: 6000/s, `documented` (the default: "
+    f"{DOCUMENTED.per_second:,.0f}/s, the slowest Redshift-path run in docs/performance.md), "
+    "`guide` (10 msgs every 5 s), `guide-long-poll` (10 every 20 s). Repeat to compare.",
+)
+@click.option(
+    "--measure",
+    "measure_rate",
+    is_flag=True,
+    help="Measure one worker with `sluice bench` (fills a scratch queue, creates and drops a "
+    "scratch table in the configured sink) and plan on that rate, beside any --worker-rate.",
 )
 @click.option("--deadline", default=None, help="Clear the backlog within: 14d, 36h, 90m...")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Evaluate this count.")
@@ -142,6 +157,7 @@ def plan(
     backlog: str,
     arrival: str,
     rates: tuple[str, ...],
+    measure_rate: bool,
     deadline: str | None,
     workers: int | None,
     headroom: float,
@@ -156,8 +172,15 @@ def plan(
 ) -> None:
     """Workers needed to clear a backlog by a deadline and keep up after, drain times,
     steady state, SQS requests and cost, compute cost, warehouse statements: with the
-    arithmetic shown."""
+    arithmetic shown.
+
+    Plain arithmetic: it contacts nothing unless asked (`--measure`, or `queue` for
+    --backlog/--arrival).
+    """
     obj = _context(ctx)
+    chosen = list(rates) or ([] if measure_rate else ["documented"])
+    if measure_rate and "measure" not in chosen:
+        chosen.append("measure")
     settings = obj.settings()
     try:
         seconds = parse_duration(deadline) if deadline else None
@@ -186,7 +209,7 @@ def plan(
                 prices,
             )
         )
-        for r in rates
+        for r in chosen
     ]
     if as_json:
         click.echo(json.dumps([plan_document(p) for p in plans], indent=2))
@@ -213,9 +236,9 @@ def _rate(obj: CliContext, raw: str, bench_messages: int) -> WorkerRate:
 def _backlog(obj: CliContext, settings: Settings, raw: str) -> int:
     if raw != "queue":
         try:
-            return int(raw.replace(",", "").replace("_", ""))
-        except ValueError:
-            raise ValueError(f"--backlog={raw!r}: must be a whole number or `queue`") from None
+            return parse_count(raw)
+        except ValueError as exc:
+            raise ValueError(f"--backlog: {exc}, or `queue`") from None
     from sluice.cli_status import gather_status
 
     doc = run_async(gather_status(settings, None, obj.credentials()))
@@ -225,7 +248,10 @@ def _backlog(obj: CliContext, settings: Settings, raw: str) -> int:
 
 def _arrival(obj: CliContext, settings: Settings, raw: str) -> float:
     if raw != "queue":
-        return parse_rate(raw)
+        try:
+            return parse_rate(raw)
+        except ValueError as exc:
+            raise ValueError(f"--arrival: {exc}, or `queue`") from None
     from sluice.cli_status import gather_status
 
     doc = run_async(gather_status(settings, None, obj.credentials()))

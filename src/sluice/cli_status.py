@@ -22,24 +22,29 @@ async def gather_status(
     settings: Settings, url: str | None, credentials: dict[str, str] | None
 ) -> dict[str, Any]:
     """The supervisor's document (socket, or --url); else the queue's figures alone."""
+    if url:
+        return await fetch_status(url)
+    socket = settings.control_socket_path
     try:
-        if url:
-            return await fetch_status(url)
-        return await request_control(settings.control_socket_path, "GET", "/status")
-    except TransientError as exc:
-        if url:
-            raise
-        missing = str(exc)
+        return await request_control(socket, "GET", "/status")
+    except TransientError:
+        # Not running is the usual case (a single worker has no socket): say so plainly,
+        # not with the connector's exception.
+        missing = f"no supervisor answers at {socket}"
     if not settings.queue_url:
         raise TransientError(f"{missing}, and SQS_QUEUE_URL is not set to read the queue")
-    async with sqs_client(
-        settings.aws_region, settings.sqs_endpoint_url, 2, credentials, settings.sqs_client
-    ) as client:
-        depth = await SqsQueue(client, settings.queue_url).depth()
-        dlq = await SqsQueue(client, settings.dlq_url).depth() if settings.dlq_url else None
+    try:
+        async with sqs_client(
+            settings.aws_region, settings.sqs_endpoint_url, 2, credentials, settings.sqs_client
+        ) as client:
+            depth = await SqsQueue(client, settings.queue_url).depth()
+            dlq = await SqsQueue(client, settings.dlq_url).depth() if settings.dlq_url else None
+    except TransientError as exc:
+        raise TransientError(f"{missing}, and the queue could not be read: {exc}") from exc
     return {
         "supervisor": None,
-        "note": f"{missing}: workers, throughput and ETA need a supervisor",
+        "note": f"{missing}; showing the queue only (workers, throughput and the drain ETA "
+        "need a supervisor: sluice run --processes N or --autoscale MIN:MAX)",
         "queue": {
             "visible": depth.visible,
             "in_flight": depth.in_flight,

@@ -29,12 +29,21 @@ class Sample:
     at: float  # monotonic seconds
     processed: float  # messages processed so far (a growing total)
     backlog: int | None  # messages in the queue (visible + in flight + delayed), if known
+    # When that backlog was read: the depth is read every SLUICE_QUEUE_ATTRIBUTES_INTERVAL
+    # (30 s), the counters every 5 s, so most samples repeat an older reading. None: now.
+    backlog_at: float | None = None
+
+    @property
+    def read_at(self) -> float:
+        return self.at if self.backlog_at is None else self.backlog_at
 
 
 @dataclass(frozen=True)
 class Rates:
     processing: float | None  # messages/s
-    arrival: float | None  # messages/s: processing plus the backlog's own growth
+    # messages/s: processing plus the backlog's growth between two depth readings, so that
+    # processing - arrival, what a drain ETA divides by, is the backlog's own measured trend
+    arrival: float | None
     window: float  # seconds the figures actually span
 
 
@@ -60,10 +69,29 @@ class RateHistory:
         if span <= 0:
             return Rates(None, None, 0.0)
         processing = (newest.processed - start.processed) / span
-        arrival = None
-        if newest.backlog is not None and start.backlog is not None:
-            arrival = max(0.0, processing + (newest.backlog - start.backlog) / span)
+        growth = self._backlog_growth(newest.at - window)
+        arrival = None if growth is None else max(0.0, processing + growth)
         return Rates(processing, arrival, span)
+
+    def _backlog_growth(self, since: float) -> float | None:
+        """Backlog change per second between the latest depth reading and the one at or
+        before ``since`` (else the earliest kept), over the readings' own times: dividing
+        by the counters' span instead gave no growth at all until a second reading came.
+        None until two readings exist."""
+        readings: dict[float, int] = {}
+        for sample in self._samples:
+            if sample.backlog is not None:
+                readings.setdefault(sample.read_at, sample.backlog)
+        if len(readings) < 2:
+            return None
+        times = sorted(readings)
+        start = times[0]
+        for at in times[:-1]:
+            if at > since:
+                break
+            start = at
+        last = times[-1]
+        return (readings[last] - readings[start]) / (last - start)
 
     def _start_for(self, since: float) -> Sample:
         """The latest sample at or before ``since``, else the oldest one kept."""

@@ -22,6 +22,8 @@ class DrainEstimate:
     def text(self) -> str:
         if self.verdict is DrainVerdict.CLEARS and self.seconds is not None:
             return f"{format_duration(self.seconds)} ({self.reason})"
+        if self.verdict is DrainVerdict.UNKNOWN:
+            return f"measuring ({self.reason})"
         return f"{self.verdict.value}: {self.reason}"
 
 
@@ -31,8 +33,13 @@ def drain_eta(
     """ETA = backlog / (processing rate - arrival rate), in seconds; rates in messages/s."""
     if backlog <= 0:
         return DrainEstimate(DrainVerdict.DRAINED, 0.0, "the queue is empty")
-    if processing_rate is None or arrival_rate is None:
+    if processing_rate is None:
         return DrainEstimate(DrainVerdict.UNKNOWN, None, "no throughput history yet")
+    if arrival_rate is None:
+        # One depth reading gives no trend; a rate of another window would give a wrong ETA.
+        return DrainEstimate(
+            DrainVerdict.UNKNOWN, None, "the queue depth has been read once so far"
+        )
     net = processing_rate - arrival_rate
     if processing_rate <= 0:
         return DrainEstimate(DrainVerdict.NEVER, None, "no messages are being processed")

@@ -35,6 +35,14 @@ class WorkerRate:
 # The ops guide's two assumptions, as it states them.
 GUIDE_OLD = WorkerRate.from_polling(10, 5.0, "ops guide: one poll of 10 messages every 5 s")
 GUIDE_LONG_POLL = WorkerRate.from_polling(10, 20.0, "ops guide: ~3 polls of 10 a minute")
+# What `sluice plan` assumes unless told or asked to measure: the slowest of the 11 measured
+# runs of the Redshift path in docs/performance.md (median 5,121 msg/s; 2 cores, the emulator
+# and the stand-in warehouse on the same machine, 100 ms added to every warehouse round trip).
+# The slowest of the documented figures, so a plan made on it errs towards more workers.
+DOCUMENTED = WorkerRate(
+    4_493.0,
+    "documented: the slowest Redshift-path run in docs/performance.md; --measure for yours",
+)
 
 
 @dataclass(frozen=True)

@@ -343,7 +343,7 @@ class Supervisor:
             # One counter per incarnation: a restarted child starts from zero again.
             self.processed.observe(f"{worker}#{pids[worker]}", value)
         backlog = self.queue.total if self.queue is not None else None
-        self.history.add(Sample(self.clock(), self.processed.total, backlog))
+        self.history.add(Sample(self.clock(), self.processed.total, backlog, self.queue_seen_at))
 
     async def scrape(self, children: list[WorkerProcess] | None = None) -> list[ChildScrape]:
         if self.http is None:
