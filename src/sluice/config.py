@@ -43,6 +43,7 @@ from sluice.config_redshift import (
 )
 from sluice.dsn import mask_dsn
 from sluice.errors import ConfigError
+from sluice.faultpoints import FaultPoint
 from sluice.memory import MIB, default_max_held_bytes, memory_limit
 from sluice.model import SQS_MAX_MESSAGE_BYTES
 from sluice.scaling import MAX_PROCESSES, AutoscalePolicy, ScaleRange
@@ -65,16 +66,6 @@ class LogFormat(enum.Enum):
     AUTO = "auto"
     JSON = "json"
     CONSOLE = "console"
-
-
-class FaultPoint(enum.Enum):
-    """Test-only crash points: the worker SIGKILLs itself when it reaches one."""
-
-    AFTER_RECEIVE = "after_receive"
-    MID_STAGING = "mid_staging"
-    BEFORE_COMMIT = "before_commit"
-    AFTER_COMMIT = "after_commit"
-    MID_DELETE = "mid_delete"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.batching import Batch, FlushPolicy
-from sluice.config import FaultPoint
 from sluice.decode import decode_message
 from sluice.errors import SluiceError, TransientError
 from sluice.held import HeldMessages
@@ -27,7 +26,7 @@ from sluice.model import SQS_MAX_MESSAGE_BYTES, DeadLetter, ReceivedMessage, Sto
 from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff
 from sluice.settle import Settler, judge_batch
-from sluice.sinks.base import FaultHook, NoFaults, Sink
+from sluice.sinks.base import Sink
 from sluice.sources.base import DeadLetterTarget, Source
 
 DRAIN_POLL_WAIT = 1  # seconds a long poll waits in drain mode, so an empty queue ends fast
@@ -81,7 +80,6 @@ class Pipeline:
         mapping: TableMapping,
         options: PipelineOptions,
         *,
-        faults: FaultHook | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[WorkerCounters], None] | None = None,
         on_loaded: Callable[[int, float], None] | None = None,
@@ -91,7 +89,6 @@ class Pipeline:
         self.dead_letters = dead_letters
         self.mapping = mapping
         self.options = options
-        self.faults = faults or NoFaults()
         self.clock = clock
         self.on_progress = on_progress
         self.counters = WorkerCounters()
@@ -120,7 +117,7 @@ class Pipeline:
             clock=clock,
             on_loaded=on_loaded,
         )
-        self.settler = Settler(source, dead_letters, self.counters, self.faults, self.log)
+        self.settler = Settler(source, dead_letters, self.counters, self.log)
 
     @property
     def held(self) -> int:
@@ -309,7 +306,6 @@ class Pipeline:
         now = self.clock()
         self._held.add(messages, now + self.options.visibility_timeout)
         self.counters.received += len(messages)
-        self.faults.hit(FaultPoint.AFTER_RECEIVE)
         for message in messages:
             self._batch.add(decode_message(message, self.mapping), now)
         if self.options.flush.due(self._batch, now) is not None:
@@ -359,7 +355,6 @@ class Pipeline:
             rejected: tuple[DeadLetter, ...] = ()
             if batch.rows:
                 outcome = await self.loader.load(list(batch.rows.values()))
-                self.faults.hit(FaultPoint.AFTER_COMMIT)
                 rejected = outcome.rejected
                 self.counters.inserted += outcome.result.inserted
                 self.counters.duplicates_in_target += outcome.result.already_present

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.batching import Batch
-from sluice.config import FaultPoint
 from sluice.errors import FailureReason, SluiceError
 from sluice.model import DeadLetter, ReceivedMessage, SettleResult
 from sluice.observe.stats import WorkerCounters
-from sluice.sinks.base import FaultHook
 from sluice.sources.base import DeadLetterTarget, Source
 
 
@@ -67,7 +65,6 @@ class Settler:
         source: Source,
         dead_letters: DeadLetterTarget | None,
         counters: WorkerCounters,
-        faults: FaultHook,
         log: structlog.typing.FilteringBoundLogger,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -75,7 +72,6 @@ class Settler:
         self.source = source
         self.dead_letters = dead_letters
         self.counters = counters
-        self.faults = faults
         self.log = log
         self.clock = clock
 
@@ -122,20 +118,13 @@ class Settler:
     async def delete(self, messages: Sequence[ReceivedMessage]) -> None:
         if not messages:
             return
-        # Two calls so a test can crash between them (FaultPoint.MID_DELETE).
-        head, tail = messages[:10], messages[10:]
-        for part in (head, tail):
-            if not part:
-                continue
-            try:
-                result = await self.source.delete(part)
-            except SluiceError as exc:
-                self.counters.delete_failures += len(part)
-                self.log.warning("delete_failed", messages=len(part), error=str(exc))
-            else:
-                self.counters.deleted += len(result.succeeded)
-                self.counters.delete_failures += len(result.failed)
-                for message, why in result.failed:
-                    self.log.warning("delete_failed", message_id=message.message_id, error=why)
-            if part is head:
-                self.faults.hit(FaultPoint.MID_DELETE)
+        try:
+            result = await self.source.delete(messages)
+        except SluiceError as exc:
+            self.counters.delete_failures += len(messages)
+            self.log.warning("delete_failed", messages=len(messages), error=str(exc))
+            return
+        self.counters.deleted += len(result.succeeded)
+        self.counters.delete_failures += len(result.failed)
+        for message, why in result.failed:
+            self.log.warning("delete_failed", message_id=message.message_id, error=why)

@@ -125,17 +125,11 @@ class RefusingDlq:
         return SettleResult((), tuple((x.message, "InvalidParameterValue: x") for x in letters))
 
 
-class NoFaults:
-    def hit(self, point: object) -> None:
-        return None
-
-
 def settle_with(outcome: str, counters: WorkerCounters, now: float) -> list[ReceivedMessage]:
     settler = Settler(
         MemoryQueue(lambda: now),
         RefusingDlq(outcome),
         counters,
-        NoFaults(),  # type: ignore[arg-type]
         structlog.get_logger("test"),
         clock=lambda: now,
     )

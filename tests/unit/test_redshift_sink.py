@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from sluice.config import FaultPoint
 from sluice.errors import PermanentError, TransientError
+from sluice.faultpoints import FaultPoint
 from sluice.mapping import load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError

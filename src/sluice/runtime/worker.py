@@ -22,7 +22,7 @@ from sluice.observe.metrics import QueueDepthMonitor, WorkerMetrics
 from sluice.observe.stats import DEAD_LETTER_TROUBLE_WINDOW, PipelineView, WorkerCounters
 from sluice.pipeline import DRAIN_POLL_WAIT, Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
-from sluice.runtime.faults import FaultInjector
+from sluice.runtime.faults import FaultInjector, FaultySink, FaultySource
 from sluice.sinks.base import FaultHook, Sink
 from sluice.sinks.sql import REDSHIFT_MAX_VARCHAR
 from sluice.sources.sqs import SqsQueue, sqs_client
@@ -316,13 +316,13 @@ async def run_worker(
                 return pipeline.view()
 
             metrics = WorkerMetrics(settings.worker_id, view, depths)
+            faulty = settings.fault_point is not None  # the fault suite's crash points
             pipeline = Pipeline(
-                source,
-                sink,
+                FaultySource(source, faults) if faulty else source,
+                FaultySink(sink, faults) if faulty else sink,
                 dlq,
                 mapping,
                 pipeline_options(settings, drain=drain, max_message_bytes=max_message_bytes),
-                faults=faults,
                 on_progress=on_progress,
                 on_loaded=metrics.observe_load,
             )

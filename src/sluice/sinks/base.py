@@ -6,20 +6,11 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
-from sluice.config import FaultPoint
 from sluice.errors import PermanentError
+from sluice.faultpoints import FaultHook, NoFaults
 from sluice.model import LoadResult, MappedRow
 
-
-class FaultHook(Protocol):
-    """Test-only crash points; the production hook does nothing."""
-
-    def hit(self, point: FaultPoint) -> None: ...
-
-
-class NoFaults:
-    def hit(self, point: FaultPoint) -> None:
-        return None
+__all__ = ["FaultHook", "NoFaults", "RowsRejectedError", "Sink", "error_signature"]
 
 
 # Values inside an error text: quoted literals first (they may hold digits), then numbers.

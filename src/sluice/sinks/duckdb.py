@@ -15,9 +15,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sluice.config import FaultPoint
 from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
 from sluice.errors import SchemaError, SluiceError, TransientError
+from sluice.faultpoints import FaultPoint
 from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, error_signature

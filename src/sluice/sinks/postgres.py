@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql as pgsql
 
-from sluice.config import FaultPoint
 from sluice.errors import CommitUnknownError, SchemaError, SluiceError, TransientError
+from sluice.faultpoints import FaultPoint
 from sluice.mapping import DEDUPE_KEY, TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, error_signature

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import structlog
 
-from sluice.config import FaultPoint
 from sluice.errors import PermanentError, SchemaError, SluiceError, TransientError
+from sluice.faultpoints import FaultPoint
 from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults
