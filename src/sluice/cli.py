@@ -363,10 +363,10 @@ def send(
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(messages: int, database: Path, seed: int) -> None:
     """Emulator + DLQ + synthetic AppsFlyer events -> DuckDB, then reconcile every count."""
-    from sluice.cli_report import run_and_report_demo
-
     configure_logging(load_settings({}).log_format, "warning")
     try:
+        from sluice.cli_report import run_and_report_demo  # needs the duckdb extra
+
         ok = run_and_report_demo(messages, database, seed)
     except SluiceError as exc:
         fail(str(exc), EXIT_CONFIG if isinstance(exc, ConfigError) else 1)

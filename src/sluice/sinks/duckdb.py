@@ -11,16 +11,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import duckdb
-import pyarrow as pa
-
 from sluice.config import FaultPoint
 from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
 from sluice.errors import SchemaError, SluiceError, TransientError
+from sluice.extras import DUCKDB as DUCKDB_EXTRA
+from sluice.extras import missing_extra
 from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, error_signature
 from sluice.sinks.sql import DUCKDB, create_table_sql, merge_sql, schema_problems, split_table
+
+try:  # an extra: a Redshift or PostgreSQL install has neither (pyproject.toml)
+    import duckdb
+    import pyarrow as pa
+except ImportError as exc:
+    raise missing_extra("SLUICE_SINK=duckdb", DUCKDB_EXTRA) from exc
 
 T = TypeVar("T")
 BATCH_VIEW = "sluice_batch"
