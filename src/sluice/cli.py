@@ -233,9 +233,20 @@ async def _wait_for_signal() -> None:
     is_flag=True,
     help="Print the CREATE TABLE for the configured sink and exit; connect to nothing.",
 )
+@click.option(
+    "--apply",
+    "apply_changes",
+    is_flag=True,
+    help="Make the listed changes to an existing table: add missing columns and the unique "
+    "index on dedupe_key. Nothing is ever dropped or retyped.",
+)
 @click.pass_context
-def init_db(ctx: click.Context, print_only: bool) -> None:
-    """Create the target table from the mapping, then check it."""
+def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
+    """Create the target table from the mapping; on an existing table, list what it lacks
+    and, with --apply, add it."""
+    from sluice.cli_init import create_or_adopt, report
+    from sluice.sinks.base import Sink
+
     obj = _obj(ctx)
     settings = obj.settings()
     mapping = sink_mapping(settings)
@@ -248,19 +259,11 @@ def init_db(ctx: click.Context, print_only: bool) -> None:
         click.echo(ddl + ";")
         return
 
-    async def create() -> bool:
-        sink = build_sink(settings, mapping, credentials=obj.credentials())
-        try:
-            await sink.open()
-            created = await sink.create_table()
-            await sink.check_schema()
-            return created
-        finally:
-            await sink.close()
+    def make_sink() -> Sink:
+        return build_sink(settings, mapping, credentials=obj.credentials())
 
-    created = run_async(create())
-    verb = "created" if created else "already exists and matches the mapping:"
-    click.echo(f"table {mapping.table} {verb} ({settings.sink.value})")
+    created, plan, applied = run_async(create_or_adopt(make_sink, apply=apply_changes))
+    report(f"table {mapping.table} ({settings.sink.value})", created, plan, applied)
 
 
 @cli.group()

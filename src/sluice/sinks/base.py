@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sluice.config import FaultPoint
 from sluice.errors import PermanentError
 from sluice.model import LoadResult, MappedRow
+
+if TYPE_CHECKING:
+    from sluice.sinks.schema_plan import SchemaPlan
 
 
 class FaultHook(Protocol):
@@ -61,6 +64,14 @@ class Sink(Protocol):
     async def create_table(self) -> bool: ...
 
     async def check_schema(self) -> None: ...
+
+    async def plan_schema(self) -> SchemaPlan:
+        """What would bring the existing table to the mapping, only by adding."""
+        ...
+
+    async def apply_schema(self, plan: SchemaPlan) -> None:
+        """Run ``plan.changes`` (``init-db --apply``)."""
+        ...
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult: ...
 
