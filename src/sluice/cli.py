@@ -66,7 +66,7 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     except SchemaError as exc:
-        fail(f"{exc} (`sluice init-db` creates the table)", EXIT_SCHEMA)
+        fail(f"{exc} (`sluice init-db` creates the table, or adds what it lacks)", EXIT_SCHEMA)
     except SluiceError as exc:
         fail(str(exc))
 
@@ -263,7 +263,7 @@ def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
         return build_sink(settings, mapping, credentials=obj.credentials())
 
     created, plan, applied = run_async(create_or_adopt(make_sink, apply=apply_changes))
-    report(f"table {mapping.table} ({settings.sink.value})", created, plan, applied)
+    report(mapping.table, settings.sink.value, created, plan, applied)
 
 
 @cli.group()

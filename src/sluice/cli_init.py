@@ -30,11 +30,13 @@ async def create_or_adopt(
         await sink.close()
 
 
-def report(where: str, created: bool, plan: SchemaPlan, applied: bool) -> None:
+def report(table: str, sink: str, created: bool, plan: SchemaPlan, applied: bool) -> None:
     """The plan on stdout (it can be saved and reviewed); exit 3 while the table is not ready."""
     if created or plan.matches:
-        click.echo(f"{where} {'created' if created else 'already exists and matches the mapping'}")
+        done = "created" if created else "already exists and matches the mapping"
+        click.echo(f"table {table} {done} ({sink})")
         return
+    where = f"table {table} ({sink})"
     click.echo(f"{where} differs from the mapping:")
     for change in plan.changes:
         click.echo(f"  {'added' if applied else 'to add'}: {change.what}")
