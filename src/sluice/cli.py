@@ -66,7 +66,7 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     except SchemaError as exc:
-        fail(f"{exc} (`sluice init-db` creates the table)", EXIT_SCHEMA)
+        fail(f"{exc} (`sluice init-db` creates the table, or adds what it lacks)", EXIT_SCHEMA)
     except SluiceError as exc:
         fail(str(exc))
 
@@ -234,9 +234,20 @@ async def _wait_for_signal() -> None:
     is_flag=True,
     help="Print the CREATE TABLE for the configured sink and exit; connect to nothing.",
 )
+@click.option(
+    "--apply",
+    "apply_changes",
+    is_flag=True,
+    help="Make the listed changes to an existing table: add missing columns and the unique "
+    "index on dedupe_key. Nothing is ever dropped or retyped.",
+)
 @click.pass_context
-def init_db(ctx: click.Context, print_only: bool) -> None:
-    """Create the target table from the mapping, then check it."""
+def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
+    """Create the target table from the mapping; on an existing table, list what it lacks
+    and, with --apply, add it."""
+    from sluice.cli_init import create_or_adopt, report
+    from sluice.sinks.base import Sink
+
     obj = _obj(ctx)
     settings = obj.settings()
     mapping = sink_mapping(settings)
@@ -249,19 +260,11 @@ def init_db(ctx: click.Context, print_only: bool) -> None:
         click.echo(ddl + ";")
         return
 
-    async def create() -> bool:
-        sink = build_sink(settings, mapping, credentials=obj.credentials())
-        try:
-            await sink.open()
-            created = await sink.create_table()
-            await sink.check_schema()
-            return created
-        finally:
-            await sink.close()
+    def make_sink() -> Sink:
+        return build_sink(settings, mapping, credentials=obj.credentials())
 
-    created = run_async(create())
-    verb = "created" if created else "already exists and matches the mapping:"
-    click.echo(f"table {mapping.table} {verb} ({settings.sink.value})")
+    created, plan, applied = run_async(create_or_adopt(make_sink, apply=apply_changes))
+    report(mapping.table, settings.sink.value, created, plan, applied)
 
 
 @takes_settings
@@ -350,10 +353,10 @@ def send(
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(messages: int, database: Path, seed: int) -> None:
     """Emulator + DLQ + synthetic AppsFlyer events -> DuckDB, then reconcile every count."""
-    from sluice.cli_report import run_and_report_demo
-
     configure_logging(load_settings({}).log_format, "warning")
     try:
+        from sluice.cli_report import run_and_report_demo  # needs the duckdb extra
+
         ok = run_and_report_demo(messages, database, seed)
     except SluiceError as exc:
         fail(str(exc), EXIT_CONFIG if isinstance(exc, ConfigError) else 1)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sluice.cli import EXIT_CONFIG, fail
+from sluice.errors import ConfigError
 from sluice.plan.capacity import format_duration
 from sluice.plan.scenario import DAY, Scenario, ScenarioError, load_scenario
 from sluice.plan.simulate import Run, simulate_all
@@ -72,6 +73,11 @@ def simulate(
         scenario, notes = _load(scenario_path, compare_path)
     except ScenarioError as exc:
         fail(str(exc), EXIT_CONFIG)
+    if out_dir is not None:
+        try:  # the charts extra: say it is missing before simulating, not after
+            import sluice.plan.charts  # noqa: F401
+        except ConfigError as exc:
+            fail(str(exc), EXIT_CONFIG)
     started = time.perf_counter()
     runs = simulate_all(scenario)
     elapsed = time.perf_counter() - started

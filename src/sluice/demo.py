@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 
 from sluice.checker import CheckReport, Sent, check, key_function
 from sluice.config import Settings, load_settings
 from sluice.dlq import peek, release
 from sluice.errors import FailureReason
+from sluice.extras import DUCKDB, missing_extra
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.mapping import load_mapping
 from sluice.observe.stats import WorkerCounters
@@ -29,6 +29,11 @@ from sluice.sender import send_bodies
 from sluice.sinks.sql import quote_table
 from sluice.sources.sqs import SqsQueue, call, sqs_client
 from sluice.synth import SyntheticMessage, synthetic_stream
+
+try:  # an extra (pyproject.toml): the demo loads into DuckDB
+    import duckdb
+except ImportError as exc:
+    raise missing_extra("`sluice demo`", DUCKDB) from exc
 
 QUEUE = "sluice-demo"
 DEAD_LETTER_QUEUE = "sluice-demo-dlq"

@@ -135,6 +135,20 @@ def test_create_the_table_then_find_it_there(
     run(factory, work)
 
 
+def test_a_table_the_sink_made_needs_no_change(
+    mapping_and_sink: tuple[TableMapping, Factory],
+) -> None:
+    _, factory = mapping_and_sink
+
+    async def work(sink: Sink) -> None:
+        await sink.create_table()
+        plan = await sink.plan_schema()
+        assert plan.matches, plan
+        await sink.apply_schema(plan)  # nothing to do, and doing it is harmless
+
+    run(factory, work)
+
+
 def test_a_missing_table_is_a_schema_error(
     mapping_and_sink: tuple[TableMapping, Factory],
 ) -> None:
@@ -143,6 +157,8 @@ def test_a_missing_table_is_a_schema_error(
     async def work(sink: Sink) -> None:
         with pytest.raises(SchemaError):
             await sink.check_schema()
+        with pytest.raises(SchemaError):
+            await sink.plan_schema()
         with pytest.raises(SchemaError):
             await sink.load(rows(mapping, 2))
 

@@ -14,12 +14,16 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from sluice.extras import CHARTS, missing_extra
 from sluice.plan.scenario import DAY, Scenario
 from sluice.plan.simulate import Run
+
+try:  # an extra (pyproject.toml): only charts need it
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+except ImportError as exc:
+    raise missing_extra("`sluice simulate --out`", CHARTS) from exc
 
 
 @dataclass(frozen=True)

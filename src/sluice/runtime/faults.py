@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from sluice.faultpoints import FaultHook, FaultPoint
 from sluice.model import LoadResult, MappedRow, ReceivedMessage, SettleResult
 from sluice.sinks.base import Sink
+from sluice.sinks.schema_plan import SchemaPlan
 from sluice.sources.base import QueueDepth, Source
 
 
@@ -83,6 +84,12 @@ class FaultySink:
 
     async def check_schema(self) -> None:
         await self._sink.check_schema()
+
+    async def plan_schema(self) -> SchemaPlan:
+        return await self._sink.plan_schema()
+
+    async def apply_schema(self, plan: SchemaPlan) -> None:
+        await self._sink.apply_schema(plan)
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult:
         result = await self._sink.load(rows)

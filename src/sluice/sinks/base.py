@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sluice.errors import PermanentError
 from sluice.faultpoints import FaultHook, NoFaults
 from sluice.model import LoadResult, MappedRow
 
 __all__ = ["FaultHook", "NoFaults", "RowsRejectedError", "Sink", "error_signature"]
+
+if TYPE_CHECKING:
+    from sluice.sinks.schema_plan import SchemaPlan
 
 
 # Values inside an error text: quoted literals first (they may hold digits), then numbers.
@@ -52,6 +55,14 @@ class Sink(Protocol):
     async def create_table(self) -> bool: ...
 
     async def check_schema(self) -> None: ...
+
+    async def plan_schema(self) -> SchemaPlan:
+        """What would bring the existing table to the mapping, only by adding."""
+        ...
+
+    async def apply_schema(self, plan: SchemaPlan) -> None:
+        """Run ``plan.changes`` (``init-db --apply``)."""
+        ...
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult: ...
 

@@ -11,17 +11,30 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from sluice.convert import DECIMAL_PRECISION, DECIMAL_SCALE, ColumnType
 from sluice.errors import SchemaError, SluiceError, TransientError
+from sluice.extras import DUCKDB as DUCKDB_EXTRA
+from sluice.extras import missing_extra
 from sluice.faultpoints import FaultPoint
-from sluice.mapping import TableMapping
+from sluice.mapping import DEDUPE_KEY, TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, error_signature
-from sluice.sinks.sql import DUCKDB, create_table_sql, merge_sql, schema_problems, split_table
+from sluice.sinks.schema_plan import SchemaPlan, TableShape, plan_schema, unfilled_columns
+from sluice.sinks.sql import (
+    DUCKDB,
+    create_table_sql,
+    merge_sql,
+    quote_table,
+    schema_problems,
+    split_table,
+)
+
+try:  # an extra: a Redshift or PostgreSQL install has neither (pyproject.toml)
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.compute as pc
+except ImportError as exc:
+    raise missing_extra("SLUICE_SINK=duckdb", DUCKDB_EXTRA) from exc
 
 T = TypeVar("T")
 BATCH_VIEW = "sluice_batch"
@@ -112,8 +125,73 @@ class DuckDBSink:
         )
         return {str(r[0]): (str(r[1]), bool(r[2])) for r in rows}
 
+    def _has_unique_key(self) -> bool:
+        """A primary key, UNIQUE constraint or unique index on dedupe_key alone."""
+        schema, name = split_table(self._mapping.table, "main")
+        found = (
+            self._connection()
+            .execute(
+                "SELECT count(*) FROM duckdb_constraints() WHERE schema_name = ? AND"
+                " table_name = ? AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
+                " AND constraint_column_names = [?]"
+                " UNION ALL SELECT count(*) FROM duckdb_indexes() WHERE schema_name = ?"
+                " AND table_name = ? AND is_unique AND expressions = ?",
+                [schema, name, DEDUPE_KEY, schema, name, f"[{DEDUPE_KEY}]"],
+            )
+            .fetchall()
+        )
+        return any(int(count) for (count,) in found)
+
+    def _shape(self) -> TableShape:
+        schema, name = split_table(self._mapping.table, "main")
+        con = self._connection()
+        required = con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ?"
+            " AND table_name = ? AND is_nullable = 'NO' AND column_default IS NULL",
+            [schema, name],
+        ).fetchall()
+        table = quote_table(self._mapping.table)
+        has_rows = con.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+        return TableShape(
+            self._columns(),
+            has_rows=has_rows,
+            has_unique_key=self._has_unique_key(),
+            unfilled=unfilled_columns(self._mapping, [str(r[0]) for r in required]),
+        )
+
+    async def plan_schema(self) -> SchemaPlan:
+        return await self._run(lambda: plan_schema(DUCKDB, self._mapping, self._shape()))
+
+    async def apply_schema(self, plan: SchemaPlan) -> None:
+        # The columns in one transaction; DuckDB builds an index only on committed data,
+        # so the index comes after (if it fails, `init-db --apply` again plans only it).
+        columns = [c.sql for c in plan.changes if c.sql.startswith("ALTER TABLE")]
+        others = [c.sql for c in plan.changes if not c.sql.startswith("ALTER TABLE")]
+
+        def apply() -> None:
+            con = self._connection()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for sql in columns:
+                    con.execute(sql)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            for sql in others:
+                con.execute(sql)
+
+        await self._run(apply)
+
+    def _problems(self) -> list[str]:
+        found = self._columns()
+        problems = schema_problems(DUCKDB, self._mapping, found)
+        if found and not self._has_unique_key():
+            problems.append(f"no unique index on {DEDUPE_KEY} (needed for the merge)")
+        return problems
+
     async def check_schema(self) -> None:
-        problems = await self._run(lambda: schema_problems(DUCKDB, self._mapping, self._columns()))
+        problems = await self._run(self._problems)
         if problems:
             raise SchemaError(f"table {self._mapping.table}: " + "; ".join(problems))
 

@@ -27,6 +27,7 @@ from sluice.errors import SchemaError, TransientError
 from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import RowsRejectedError
+from sluice.sinks.schema_plan import SchemaPlan
 
 LoadHook = Callable[[Sequence[MappedRow]], Awaitable[None]]
 
@@ -67,6 +68,16 @@ class MemorySink:
     async def check_schema(self) -> None:
         if not self.table_exists:
             raise SchemaError("table does not exist: run `sluice init-db`")
+
+    async def plan_schema(self) -> SchemaPlan:
+        """The twin's table always has the mapping's shape: nothing to add, once it exists."""
+        if not self.table_exists:
+            raise SchemaError("table does not exist: run `sluice init-db`")
+        return SchemaPlan(self.mapping.table if self.mapping else "memory", (), (), ())
+
+    async def apply_schema(self, plan: SchemaPlan) -> None:
+        if plan.changes:
+            raise SchemaError("the memory twin has no columns to add")
 
     async def load(self, rows: Sequence[MappedRow]) -> LoadResult:
         keys = tuple(row.dedupe_key for row in rows)

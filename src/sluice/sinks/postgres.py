@@ -13,6 +13,7 @@ from sluice.mapping import DEDUPE_KEY, TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults, RowsRejectedError, error_signature
 from sluice.sinks.pool import Connection, ConnectionSlots, rollback_quietly
+from sluice.sinks.schema_plan import SchemaPlan, TableShape, plan_schema, unfilled_columns
 from sluice.sinks.sql import (
     POSTGRES,
     column_list,
@@ -146,6 +147,47 @@ class PostgresSink:
             (quote_table(self._mapping.table), DEDUPE_KEY),
         )
         return await cursor.fetchone() is not None
+
+    async def _shape(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> TableShape:
+        schema, name = split_table(self._mapping.table, "")
+        cursor = await conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = COALESCE(NULLIF(%s, ''), current_schema())"
+            " AND table_name = %s AND is_nullable = 'NO' AND column_default IS NULL"
+            " AND is_identity = 'NO' AND is_generated = 'NEVER'",
+            (schema, name),
+        )
+        required = [str(r[0]) for r in await cursor.fetchall()]
+        table = quote_table(self._mapping.table)
+        cursor = await conn.execute(pgsql.SQL(f"SELECT EXISTS (SELECT 1 FROM {table})"))
+        has_rows = await cursor.fetchone()
+        return TableShape(
+            await self._columns(conn),
+            has_rows=bool(has_rows and has_rows[0]),
+            has_unique_key=await self._has_unique_key(conn),
+            unfilled=unfilled_columns(self._mapping, required),
+        )
+
+    async def plan_schema(self) -> SchemaPlan:
+        conn = await self._pool.checkout()
+        try:
+            return plan_schema(POSTGRES, self._mapping, await self._shape(conn))
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        finally:
+            self._pool.checkin(conn)
+
+    async def apply_schema(self, plan: SchemaPlan) -> None:
+        """All the changes or none: PostgreSQL's DDL is transactional."""
+        conn = await self._pool.checkout()
+        try:
+            async with conn.transaction():
+                for change in plan.changes:
+                    await conn.execute(pgsql.SQL(change.sql))
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        finally:
+            self._pool.checkin(conn)
 
     async def check_schema(self) -> None:
         conn = await self._pool.checkout()

@@ -36,7 +36,15 @@ from sluice.sinks.redshift_sql import (
     isolation_of,
 )
 from sluice.sinks.s3_staging import S3Stager, StagedBatch
-from sluice.sinks.sql import REDSHIFT, Dialect, create_table_sql, schema_problems, split_table
+from sluice.sinks.schema_plan import SchemaPlan, TableShape, plan_schema, unfilled_columns
+from sluice.sinks.sql import (
+    REDSHIFT,
+    Dialect,
+    create_table_sql,
+    quote_table,
+    schema_problems,
+    split_table,
+)
 
 # The Data API refuses empty parameter values, so an unqualified table has its own query.
 _COLUMNS = (
@@ -45,6 +53,11 @@ _COLUMNS = (
 )
 COLUMNS_SQL = _COLUMNS.format(schema=":p2")
 COLUMNS_CURRENT_SCHEMA_SQL = _COLUMNS.format(schema="current_schema()")
+# NOT NULL columns with no default (an IDENTITY column reports one): Sluice must fill them.
+_REQUIRED = (
+    "SELECT column_name FROM information_schema.columns WHERE table_schema = {schema}"
+    " AND table_name = :p1 AND is_nullable = 'NO' AND column_default IS NULL"
+)
 
 _log = structlog.get_logger("sluice.redshift")
 # A transaction that lost a serialisation race (1023 / 40001) is run again at once, a few
@@ -164,6 +177,29 @@ class RedshiftSink:
         existed = bool(await self._columns())
         await self._runner.execute(self.create_table_sql())
         return not existed
+
+    async def plan_schema(self) -> SchemaPlan:
+        schema, name = split_table(self._mapping.table, "")
+        if schema:
+            required = await self._runner.query(_REQUIRED.format(schema=":p2"), (name, schema))
+        else:
+            required = await self._runner.query(
+                _REQUIRED.format(schema="current_schema()"), (name,)
+            )
+        rows = await self._runner.query(f"SELECT 1 FROM {quote_table(self._mapping.table)} LIMIT 1")
+        shape = TableShape(
+            await self._columns(),
+            has_rows=bool(rows),
+            has_unique_key=True,  # this merge needs none: LOCK + NOT EXISTS dedupes
+            unfilled=unfilled_columns(self._mapping, [str(r[0]) for r in required]),
+        )
+        return plan_schema(self._dialect, self._mapping, shape)
+
+    async def apply_schema(self, plan: SchemaPlan) -> None:
+        """One statement at a time: each ADD COLUMN commits on its own, and a run that
+        stops half-way is finished by running ``init-db --apply`` again (it plans afresh)."""
+        for change in plan.changes:
+            await self._runner.execute(change.sql)
 
     async def check_schema(self) -> None:
         problems = schema_problems(self._dialect, self._mapping, await self._columns())

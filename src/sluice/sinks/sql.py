@@ -31,6 +31,9 @@ class Dialect:
     table_options: str = ""
     # Whether the warehouse enforces PRIMARY KEY / UNIQUE (Redshift: informational only).
     enforces_unique: bool = True
+    # Whether ALTER TABLE ... ADD COLUMN may say NOT NULL without a DEFAULT (on an empty
+    # table). Redshift refuses it: its added NOT NULL columns need a default.
+    adds_not_null_bare: bool = True
 
 
 _DECIMAL = f"DECIMAL({DECIMAL_PRECISION},{DECIMAL_SCALE})"
@@ -114,6 +117,7 @@ REDSHIFT = Dialect(
     # the table is ordered by event time, which is how it is queried.
     table_options=" DISTSTYLE KEY DISTKEY ({dist}) COMPOUND SORTKEY ({sort})",
     enforces_unique=False,
+    adds_not_null_bare=False,
 )
 REDSHIFT_MAX_VARCHAR = 65535  # bytes
 DIALECTS = {d.name: d for d in (POSTGRES, DUCKDB, REDSHIFT)}
@@ -199,12 +203,12 @@ def schema_problems(
         if column.name not in found:
             problems.append(f"column {column.name} is missing")
             continue
-        reported, nullable = found[column.name]
+        reported = found[column.name][0]
         allowed = dialect.reported_types[column.type]
         if reported.upper() not in allowed:
             problems.append(f"column {column.name} is {reported}, expected {' or '.join(allowed)}")
-        if nullable and not column.nullable and column.name == DEDUPE_KEY:
-            problems.append(f"column {column.name} must be NOT NULL")
+        # A nullable column, dedupe_key included, is accepted: the worker writes a value in
+        # every row, and an adopted table's older rows can hold no value (schema_plan).
     if LOADED_AT not in found:
         problems.append(f"column {LOADED_AT} is missing")
     return problems

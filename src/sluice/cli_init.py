@@ -1,0 +1,56 @@
+"""`sluice init-db`: create the table, or list what an existing one lacks and add it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from sluice.cli import EXIT_SCHEMA, fail
+from sluice.sinks.base import Sink
+from sluice.sinks.schema_plan import SchemaPlan
+
+
+async def create_or_adopt(
+    make_sink: Callable[[], Sink], *, apply: bool
+) -> tuple[bool, SchemaPlan, bool]:
+    """(created, the plan, applied). The table is checked whenever it should now match."""
+    sink = make_sink()  # in here, so a missing driver extra is reported like any ConfigError
+    try:
+        await sink.open()
+        created = await sink.create_table()
+        plan = await sink.plan_schema()
+        applying = apply and bool(plan.changes) and not plan.conflicts
+        if applying:
+            await sink.apply_schema(plan)
+        if plan.matches or applying:
+            await sink.check_schema()
+        return created, plan, applying
+    finally:
+        await sink.close()
+
+
+def report(table: str, sink: str, created: bool, plan: SchemaPlan, applied: bool) -> None:
+    """The plan on stdout (it can be saved and reviewed); exit 3 while the table is not ready."""
+    if created or plan.matches:
+        done = "created" if created else "already exists and matches the mapping"
+        click.echo(f"table {table} {done} ({sink})")
+        return
+    where = f"table {table} ({sink})"
+    click.echo(f"{where} differs from the mapping:")
+    for change in plan.changes:
+        click.echo(f"  {'added' if applied else 'to add'}: {change.what}")
+        click.echo(f"    {change.sql};")
+    for conflict in plan.conflicts:
+        click.echo(f"  conflict: {conflict}")
+    for note in plan.notes:
+        click.echo(f"  note: {note}")
+    if plan.conflicts:
+        fail(f"{where}: settle the conflicts above; nothing was changed", EXIT_SCHEMA)
+    if not applied:
+        fail(
+            f"{where}: `sluice init-db --apply` makes these {len(plan.changes)} change(s) "
+            "(it only adds: nothing is dropped or retyped)",
+            EXIT_SCHEMA,
+        )
+    click.echo(f"{where} now matches the mapping ({len(plan.changes)} change(s) made)")
