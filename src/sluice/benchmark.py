@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sluice.config import Settings, SinkKind, settings_environment
+from sluice.config import Settings, settings_environment
 from sluice.errors import PermanentError, TransientError
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator
 from sluice.mapping import load_mapping
@@ -259,23 +259,16 @@ async def _create_table(bench: Settings) -> None:
 
 
 async def _count_and_drop(bench: Settings) -> int:
-    """Rows in the scratch table (each dedupe key is unique there), then drop it."""
-    if bench.sink is SinkKind.DUCKDB:
-        import duckdb
-
-        with duckdb.connect(bench.duckdb_path) as con:
-            row = con.execute(f'SELECT count(*) FROM "{bench.table_name}"').fetchone()
-        return int(row[0]) if row else 0
-    import psycopg
-    from psycopg import sql
-
-    assert bench.database_url is not None
-    table = sql.Identifier(bench.table_name)
-    async with await psycopg.AsyncConnection.connect(bench.database_url, autocommit=True) as conn:
-        cursor = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table))
-        counted = await cursor.fetchone()
-        await conn.execute(sql.SQL("DROP TABLE {}").format(table))
-    return int(counted[0]) if counted else 0
+    """Rows in the scratch table (each dedupe key is unique there), then drop it: through the
+    sink, so every warehouse (the Data API too) is counted and cleaned up the same way."""
+    sink = build_sink(bench, load_mapping(bench.mapping_file, bench.table_name))
+    try:
+        await sink.open()
+        counted = await sink.count_rows()
+        await sink.drop_table()
+    finally:
+        await sink.close()
+    return counted
 
 
 async def _left(bench: Settings, url: str, creds: dict[str, str] | None) -> int:

@@ -179,6 +179,22 @@ def test_a_load_counts_and_reloading_it_is_a_no_op(
         assert (again.inserted, again.already_present) == (0, 25)
         overlap = await sink.load([*batch[:5], *rows(mapping, 30)[25:]])
         assert (overlap.inserted, overlap.already_present) == (5, 5)
+        assert await sink.count_rows() == 30
+
+    run(factory, work)
+
+
+def test_a_dropped_table_is_gone(mapping_and_sink: tuple[TableMapping, Factory]) -> None:
+    mapping, factory = mapping_and_sink
+
+    async def work(sink: Sink) -> None:
+        await sink.create_table()
+        await sink.load(rows(mapping, 3))
+        await sink.drop_table()
+        with pytest.raises(SchemaError):
+            await sink.check_schema()
+        assert await sink.create_table() is True
+        assert await sink.count_rows() == 0
 
     run(factory, work)
 

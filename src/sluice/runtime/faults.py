@@ -96,8 +96,11 @@ class FaultySink:
         self._faults.hit(FaultPoint.AFTER_COMMIT)
         return result
 
-    async def ping(self) -> None:
-        await self._sink.ping()
+    async def count_rows(self) -> int:
+        return await self._sink.count_rows()
+
+    async def drop_table(self) -> None:
+        await self._sink.drop_table()
 
     async def close(self) -> None:
         await self._sink.close()

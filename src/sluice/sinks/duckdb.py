@@ -101,8 +101,18 @@ class DuckDBSink:
     async def open(self) -> None:
         await self._run(self._connection)
 
-    async def ping(self) -> None:
-        await self._run(lambda: self._connection().execute("SELECT 1").fetchall())
+    async def count_rows(self) -> int:
+        table = quote_table(self._mapping.table)
+
+        def count() -> int:
+            found = self._connection().execute(f"SELECT count(*) FROM {table}").fetchone()
+            return int(found[0]) if found else 0
+
+        return await self._run(count)
+
+    async def drop_table(self) -> None:
+        table = quote_table(self._mapping.table)
+        await self._run(lambda: self._connection().execute(f"DROP TABLE {table}"))
 
     async def create_table(self) -> bool:
         def create() -> bool:

@@ -53,7 +53,6 @@ class MemorySink:
     opened: bool = False
     closed: bool = False
     created: bool = False
-    pings: int = 0
 
     # -- the Sink protocol ---------------------------------------------------------------
 
@@ -109,8 +108,14 @@ class MemorySink:
         self.calls.append(LoadCall(keys, ids, "committed"))
         return LoadResult(inserted, already)
 
-    async def ping(self) -> None:
-        self.pings += 1
+    async def count_rows(self) -> int:
+        if not self.table_exists:
+            raise SchemaError("table does not exist: run `sluice init-db`")
+        return len(self.table)
+
+    async def drop_table(self) -> None:
+        self.table.clear()
+        self.table_exists = False
 
     async def close(self) -> None:
         self.closed = True

@@ -105,10 +105,22 @@ class PostgresSink:
         conn = await self._pool.checkout()
         self._pool.checkin(conn)
 
-    async def ping(self) -> None:
+    async def count_rows(self) -> int:
         conn = await self._pool.checkout()
         try:
-            await conn.execute("SELECT 1")
+            table = quote_table(self._mapping.table)
+            cursor = await conn.execute(pgsql.SQL(f"SELECT count(*) FROM {table}"))
+            found = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+        finally:
+            self._pool.checkin(conn)
+        return int(str(found[0])) if found else 0
+
+    async def drop_table(self) -> None:
+        conn = await self._pool.checkout()
+        try:
+            await conn.execute(pgsql.SQL(f"DROP TABLE {quote_table(self._mapping.table)}"))
         except psycopg.Error as exc:
             raise self._error(exc) from exc
         finally:

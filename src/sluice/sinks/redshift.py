@@ -135,7 +135,7 @@ class RedshiftSink:
         return create_table_sql(self._dialect, self._mapping, self._sort_key)
 
     async def open(self) -> None:
-        await self.ping()
+        await self._runner.query("SELECT 1")  # reachable, and the credentials work
         await self.merge_lock()
         if self._stager is not None:
             await self._stager.ping()
@@ -161,8 +161,12 @@ class RedshiftSink:
             return Isolation.UNKNOWN
         return isolation_of(str(database), rows)
 
-    async def ping(self) -> None:
-        await self._runner.query("SELECT 1")
+    async def count_rows(self) -> int:
+        found = await self._runner.query(f"SELECT count(*) FROM {quote_table(self._mapping.table)}")
+        return int(str(found[0][0])) if found else 0
+
+    async def drop_table(self) -> None:
+        await self._runner.execute(f"DROP TABLE {quote_table(self._mapping.table)}")
 
     async def _columns(self) -> dict[str, tuple[str, bool]]:
         schema, name = split_table(self._mapping.table, "")
