@@ -2,7 +2,8 @@
 
 Run by hand, in a throwaway virtualenv, when moving to another prometheus-operator release:
 
-    python3 -m venv /tmp/po && /tmp/po/bin/pip install cloudcoil-models-prometheus-operator==0.80.1.0
+    python3 -m venv /tmp/po
+    /tmp/po/bin/pip install cloudcoil-models-prometheus-operator==0.80.1.0
     /tmp/po/bin/python deploy/schemas/generate_prometheus_operator.py
 
 The package's Pydantic models are generated from the operator's CRDs (their openAPIV3Schema:
