@@ -36,12 +36,19 @@ COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 ECS_TEMPLATE = DEPLOY / "ecs" / "sluice.yaml"
 K8S = DEPLOY / "kubernetes"
+K8S_BASE = K8S / "base"
+K8S_OVERLAYS = K8S / "overlays"
+K8S_MONITORING = K8S / "monitoring"
 PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "sluice.json"
 SCHEMAS = DEPLOY / "schemas"
 
 _INSTALL_HINTS = {
     "promtool": "run `make services` (scripts/ensure-tools.sh installs Debian's `prometheus`)",
+    # kubectl's built-in kustomize renders the overlays. It comes with the machine image (the
+    # google-cloud-cli `kubectl` package, kustomize v5.5); Debian's kubernetes-client is 1.20,
+    # whose kustomize v2 lacks `labels` and inline patches, and no PyPI wheel ships one.
+    "kubectl": "install kubectl 1.27 or newer (its `kubectl kustomize` renders the overlays)",
 }
 
 
@@ -188,3 +195,18 @@ def check_promql_parses(exprs: Mapping[str, str], tmp_path: Path) -> None:
     path = tmp_path / "parse-check.rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "parse-check", "rules": rules}]}))
     assert_ok(run([tool("promtool"), "check", "rules", str(path)]))
+
+
+# --- kustomize ---------------------------------------------------------------------------
+
+
+@cache
+def _kustomize_output(directory: str) -> str:
+    result = run([tool("kubectl"), "kustomize", directory])
+    assert result.returncode == 0, f"kubectl kustomize {directory}:\n{result.stderr}"
+    return result.stdout
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize DIR` renders (real kustomize, offline)."""
+    return [doc for doc in yaml.safe_load_all(_kustomize_output(str(directory))) if doc]

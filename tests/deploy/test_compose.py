@@ -44,7 +44,13 @@ def compose() -> dict[str, Any]:
 
 
 def sluice_env(service: dict[str, Any]) -> dict[str, str]:
-    return {name: interpolate(str(value)) for name, value in service["environment"].items()}
+    """The container's environment with nothing set in the shell: a key with no value is passed
+    through from the shell when set there, so here it is absent."""
+    return {
+        name: interpolate(str(value))
+        for name, value in service["environment"].items()
+        if value is not None
+    }
 
 
 def test_compose_spec_schema() -> None:
@@ -61,14 +67,61 @@ def test_compose_spec_schema_rejects_a_misspelt_key(tmp_path: Path) -> None:
     assert "stop_grace_periode" in result.stdout
 
 
-@pytest.mark.parametrize("name", ["sluice", "init-db", "loadgen"])
-def test_sluice_services_use_real_settings(compose: dict[str, Any], name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "sink"),
+    [
+        ("sluice", SinkKind.POSTGRES),
+        ("init-db", SinkKind.POSTGRES),
+        ("loadgen", SinkKind.POSTGRES),
+        ("sluice-redshift", SinkKind.REDSHIFT),
+        ("init-db-redshift", SinkKind.REDSHIFT),
+    ],
+)
+def test_sluice_services_use_real_settings(
+    compose: dict[str, Any], name: str, sink: SinkKind
+) -> None:
     env = sluice_env(compose["services"][name])
     assert unknown_settings(env) == []
     settings = load_settings(env)  # raises ConfigError on a bad value
-    assert settings.sink is SinkKind.POSTGRES
+    assert settings.sink is sink
     assert settings.port == 3000
     assert settings.enable_consumer is True
+
+
+def test_redshift_profile_uses_the_old_variables_from_the_shell(compose: dict[str, Any]) -> None:
+    """The profile is the old deployment's variables plus the S3 staging settings, each taken
+    from the shell: with them set, the worker is a Redshift Data API worker that stages in S3."""
+    service = compose["services"]["sluice-redshift"]
+    assert service["profiles"] == ["redshift"]
+    shell = {
+        "SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/210987654321/events",
+        "SLUICE_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/210987654321/events-dlq",
+        "AWS_REGION": "eu-west-1",
+        "REDSHIFT_CLUSTER_IDENTIFIER": "warehouse",
+        "REDSHIFT_DATABASE": "prod",
+        "REDSHIFT_DB_USER": "loader",
+        "SLUICE_S3_STAGING_URI": "s3://their-bucket/staging",
+        "SLUICE_REDSHIFT_IAM_ROLE": "arn:aws:iam::210987654321:role/copy",
+    }
+    env = {}
+    for name, value in service["environment"].items():
+        if value is None:
+            assert name.startswith("AWS_") and name in PASSED_THROUGH
+            continue
+        env[name] = _INTERPOLATION.sub(lambda m: shell.get(m.group(1), m.group(2) or ""), value)
+    for name, value in shell.items():
+        assert env[name] == value, name
+    settings = load_settings(env)
+    assert settings.sink is SinkKind.REDSHIFT and settings.redshift_copy
+    assert "AWS_ENDPOINT_URL_SQS" not in env and "SLUICE_DATABASE_URL" not in env
+    limits = service["deploy"]["resources"]
+    assert limits["limits"]["memory"] == "1G" and limits["reservations"]["memory"] == "768M"
+    needs = service["depends_on"]
+    assert needs == {"init-db-redshift": {"condition": "service_completed_successfully"}}
+
+
+# The AWS SDK's own credential variables, passed through from the shell (never given a value).
+PASSED_THROUGH = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
 
 
 def test_queue_urls_are_the_emulators(compose: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""deploy/ecs/sluice.yaml: cfn-lint (errors, warnings and informational checks), Sluice's own
-settings parser on the task's environment, and the scaling and alarm wiring."""
+"""deploy/ecs/sluice.yaml: cfn-lint (errors, warnings and informational checks) and the scaling
+and alarm wiring. The sinks, the task's environment and its IAM: test_ecs_sinks.py."""
 
 from __future__ import annotations
 
@@ -9,22 +9,15 @@ from typing import Any
 
 import pytest
 
-from sluice.config import SinkKind, load_settings
-from tests.deploy.pack import ECS_TEMPLATE, assert_ok, load_cfn, run, tool, unknown_settings
+from tests.deploy.pack import ECS_TEMPLATE, assert_ok, load_cfn, run, tool
 
 # Values for the parameters without a default, each checked against its AllowedPattern.
 SAMPLE_PARAMETERS = {
     "ImageUri": "123456789012.dkr.ecr.ap-south-1.amazonaws.com/sluice:0.1.0",
     "ClusterName": "data",
-    "TaskRoleArn": "arn:aws:iam::123456789012:role/sluice-task",
-    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/sluice-execution",
     "QueueUrl": "https://sqs.ap-south-1.amazonaws.com/123456789012/appflyer-queue",
     "DeadLetterQueueUrl": "https://sqs.ap-south-1.amazonaws.com/123456789012/appflyer-dlq",
-    "DatabaseUrlSecretArn": (
-        "arn:aws:secretsmanager:ap-south-1:123456789012:secret:sluice/database-url-AbCdEf"
-    ),
 }
-PSEUDO = {"AWS::Region": "ap-south-1", "AWS::StackName": "sluice"}
 
 
 @pytest.fixture(scope="module")
@@ -41,28 +34,6 @@ def resources(template: dict[str, Any]) -> dict[str, Any]:
 def container(resources: dict[str, Any]) -> dict[str, Any]:
     (only,) = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"]
     return only
-
-
-def parameter_values(template: dict[str, Any]) -> dict[str, Any]:
-    values = {**PSEUDO}
-    for name, spec in template["Parameters"].items():
-        values[name] = spec.get("Default", SAMPLE_PARAMETERS.get(name))
-    return values
-
-
-NO_VALUE = object()
-
-
-def resolve(value: Any, params: dict[str, Any], conditions: dict[str, bool]) -> Any:
-    """Evaluate the few intrinsic functions the environment uses."""
-    if isinstance(value, dict) and len(value) == 1:
-        ((function, argument),) = value.items()
-        if function == "Ref":
-            return NO_VALUE if argument == "AWS::NoValue" else params[argument]
-        if function == "Fn::If":
-            name, then, otherwise = argument
-            return resolve(then if conditions[name] else otherwise, params, conditions)
-    return value
 
 
 def test_cfn_lint_passes_with_informational_checks() -> None:
@@ -84,36 +55,8 @@ def test_sample_parameters_match_the_allowed_patterns(template: dict[str, Any]) 
             assert re.fullmatch(pattern, value), (name, value)
     for name, spec in template["Parameters"].items():
         assert "Default" in spec or name in SAMPLE_PARAMETERS or spec["Type"].startswith("List<")
-
-
-def test_task_environment_is_valid_sluice_settings(
-    template: dict[str, Any], container: dict[str, Any]
-) -> None:
-    params = parameter_values(template)
-    names = [e["Name"] for e in _entries(container["Environment"])]
-    secrets = [s["Name"] for s in container["Secrets"]]
-    assert secrets == ["SLUICE_DATABASE_URL"]
-    assert unknown_settings([*names, *secrets]) == []
-    redshift = {
-        "RedshiftClusterIdentifier": "analytics",
-        "RedshiftDatabase": "events",
-        "RedshiftDbUser": "sluice",
-    }
-    for with_optional in (False, True):
-        conditions = {name: with_optional for name in template["Conditions"]}
-        values = {**params, **(redshift if with_optional else {})}
-        env = {}
-        for entry in container["Environment"]:
-            resolved = resolve(entry, values, conditions)
-            if resolved is not NO_VALUE:
-                env[resolved["Name"]] = str(resolve(resolved["Value"], values, conditions))
-        env["SLUICE_DATABASE_URL"] = "postgresql://sluice:secret@db.internal:5432/events"
-        settings = load_settings(env)
-        assert settings.sink is SinkKind.POSTGRES
-        assert settings.queue_url == params["QueueUrl"]
-        assert settings.dlq_url == params["DeadLetterQueueUrl"]
-        assert settings.aws_region == PSEUDO["AWS::Region"]
-        assert (settings.redshift_cluster_identifier is not None) is with_optional
+        if "Default" in spec and "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], str(spec["Default"])), name
 
 
 def _entries(environment: list[Any]) -> list[dict[str, Any]]:
