@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.config import Settings, settings_environment
+from sluice.config_sink import SinkKind
 from sluice.errors import PermanentError, TransientError
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator
 from sluice.mapping import load_mapping
@@ -138,6 +139,8 @@ def run_benchmark(
             sqs_endpoint_url=endpoint,
             table_name=scratch,
             duckdb_path=str(Path(tmp) / "bench.duckdb"),
+            # No warehouse chosen: a throwaway file in this temporary directory, not a guess.
+            sink=settings.sink or SinkKind.DUCKDB,
             dlq_url=None,
             port=0,
             processes=1,
@@ -156,7 +159,7 @@ def run_benchmark(
         finally:
             asyncio.run(_delete_queue(bench, url, creds))
     return BenchResult(
-        messages, rows, left, usage, watch.seconds, settings.sink.value, endpoint or "AWS"
+        messages, rows, left, usage, watch.seconds, bench.sink_value, endpoint or "AWS"
     )
 
 

@@ -19,6 +19,7 @@ from sluice import __version__
 from sluice.cli_options import GROUP_EPILOG, settings_options, takes_settings
 from sluice.cli_progress import counting_progress, drain_progress
 from sluice.config import Settings, load_settings
+from sluice.config_sink import SinkKind, require_sink
 from sluice.errors import ConfigError, SchemaError, SluiceError
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.observe.logging import configure_logging
@@ -124,9 +125,14 @@ def run(ctx: click.Context, drain: bool, processes: str | None, autoscale: str |
         if value is not None:
             obj.flags[name] = value
     settings = obj.settings()
+    _chosen_sink(settings)
     if not settings.enable_consumer:
-        structlog.get_logger("sluice").info("consumer_disabled", env="ENABLE_SQS_CONSUMER")
-        run_async(_wait_for_signal())
+        if drain:
+            click.echo("consumer disabled (ENABLE_SQS_CONSUMER=false): nothing drained", err=True)
+            return
+        from sluice.runtime.paused import run_paused
+
+        run_async(run_paused(settings))
         return
     if settings.supervised:
         _supervise(obj, settings, drain)
@@ -216,14 +222,17 @@ def scale(ctx: click.Context, workers: str) -> None:
     )
 
 
-async def _wait_for_signal() -> None:
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+def _chosen_sink(settings: Settings) -> SinkKind:
+    """The warehouse `run` and `init-db` load into: never an embedded file by default."""
+    try:
+        kind = require_sink(settings)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    if settings.sink_inferred_from:
+        structlog.get_logger("sluice").info(
+            "sink_inferred", sink=kind.value, inferred_from=settings.sink_inferred_from
+        )
+    return kind
 
 
 @takes_settings
@@ -250,13 +259,12 @@ def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
 
     obj = _obj(ctx)
     settings = obj.settings()
+    kind = _chosen_sink(settings)
     mapping = sink_mapping(settings)
     if print_only:
         from sluice.sinks.sql import create_table_sql, dialect_for
 
-        ddl = create_table_sql(
-            dialect_for(settings.sink.value), mapping, settings.redshift_sort_key
-        )
+        ddl = create_table_sql(dialect_for(kind.value), mapping, settings.redshift_sort_key)
         click.echo(ddl + ";")
         return
 
@@ -264,7 +272,7 @@ def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
         return build_sink(settings, mapping, credentials=obj.credentials())
 
     created, plan, applied = run_async(create_or_adopt(make_sink, apply=apply_changes))
-    report(mapping.table, settings.sink.value, created, plan, applied)
+    report(mapping.table, kind.value, created, plan, applied)
 
 
 @takes_settings

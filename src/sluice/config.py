@@ -13,7 +13,6 @@ import enum
 import os
 import socket
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,6 +30,7 @@ from sluice.config_parse import (
     nonempty_text,
     parse_bool,
     pg_url,
+    read_toml,
     table_identifier,
 )
 from sluice.config_redshift import (
@@ -41,18 +41,14 @@ from sluice.config_redshift import (
     check_redshift,
     redshift_defaults,
 )
+from sluice.config_region import FALLBACK_REGION, resolve_region
+from sluice.config_sink import SinkKind, infer_from
 from sluice.dsn import mask_dsn
 from sluice.errors import ConfigError
 from sluice.faultpoints import FaultPoint
 from sluice.memory import MIB, default_max_held_bytes, memory_limit
 from sluice.model import SQS_MAX_MESSAGE_BYTES
 from sluice.scaling import MAX_PROCESSES, AutoscalePolicy, ScaleRange
-
-
-class SinkKind(enum.Enum):
-    DUCKDB = "duckdb"
-    POSTGRES = "postgres"
-    REDSHIFT = "redshift"
 
 
 class SqsClientKind(enum.Enum):
@@ -75,7 +71,7 @@ class Settings:
     queue_url: str | None = None
     max_messages: int = 10
     wait_time_seconds: int = 20
-    aws_region: str = "us-east-1"
+    aws_region: str = FALLBACK_REGION  # load_settings resolves it (see config_region)
     sqs_endpoint_url: str | None = None
     worker_id: str = ""
     enable_consumer: bool = True
@@ -84,7 +80,7 @@ class Settings:
     redshift_cluster_identifier: str | None = None
     redshift_database: str | None = None
     redshift_db_user: str | None = None
-    sink: SinkKind = SinkKind.DUCKDB
+    sink: SinkKind | None = None  # inferred when not given; see config_sink
     database_url: str | None = None
     duckdb_path: str = "sluice.duckdb"
     dlq_url: str | None = None
@@ -128,6 +124,8 @@ class Settings:
     s3_endpoint_url: str | None = None
     redshift_data_endpoint_url: str | None = None
     redshift_endpoint_url: str | None = None
+    # Derived, not a setting: the variables SLUICE_SINK was inferred from, for the logs.
+    sink_inferred_from: str | None = None
 
     @property
     def heartbeat_interval(self) -> float:
@@ -138,6 +136,10 @@ class Settings:
     def effective_load_concurrency(self) -> int:
         # DuckDB allows one writer per file; parallel loads would only queue on its lock.
         return 1 if self.sink is SinkKind.DUCKDB else self.load_concurrency
+
+    @property
+    def sink_value(self) -> str:
+        return "" if self.sink is None else self.sink.value
 
     @property
     def redshift_copy(self) -> bool:
@@ -248,24 +250,8 @@ SPECS: tuple[Spec, ...] = (
     *REDSHIFT_SPECS,
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
-assert set(_BY_NAME) == {f.name for f in fields(Settings)}, "every setting needs a spec"
-
-
-def _read_toml(path: str) -> dict[str, object]:
-    try:
-        with Path(path).open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    table = data.get("sluice", data)
-    if not isinstance(table, dict):
-        raise ConfigError(f"config file {path}: [sluice] must be a table")
-    unknown = sorted(set(table) - set(_BY_NAME))
-    if unknown:
-        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
-    return dict(table)
+_DERIVED = {"sink_inferred_from"}
+assert set(_BY_NAME) | _DERIVED == {f.name for f in fields(Settings)}, "every setting: a spec"
 
 
 def load_settings(
@@ -277,11 +263,13 @@ def load_settings(
     raw: dict[str, tuple[str, str]] = {}  # name -> (where it came from, raw text)
     path = config_file or env.get("SLUICE_CONFIG")
     if path:
-        for name, value in _read_toml(path).items():
+        for name, value in read_toml(path, set(_BY_NAME)).items():
             raw[name] = (f"{name} in {path}", _as_text(value))
     for spec in SPECS:
         if spec.env in env and env[spec.env].strip() != "":
             raw[spec.name] = (spec.env, env[spec.env])
+    if "aws_region" not in raw and env.get("AWS_DEFAULT_REGION", "").strip():
+        raw["aws_region"] = ("AWS_DEFAULT_REGION", env["AWS_DEFAULT_REGION"])  # the SDKs' too
     for name, value in (flags or {}).items():
         if value is not None:
             raw[name] = (_BY_NAME[name].flag, _as_text(value))
@@ -294,9 +282,23 @@ def load_settings(
         except ValueError as exc:
             shown = "***" if spec.secret else repr(text)
             raise ConfigError(f"{source}={shown} is invalid: {exc}") from None
+    given = (raw["aws_region"][0], values["aws_region"]) if "aws_region" in values else None
+    values["aws_region"] = resolve_region(
+        given, values.get("queue_url"), values.get("dlq_url"), env
+    )
     _derived_defaults(values)
-    settings = Settings(**values)
-    _check_together(settings)
+    return _checked(Settings(**values))
+
+
+def _checked(settings: Settings) -> Settings:
+    try:
+        _check_together(settings)
+    except ConfigError as exc:
+        if settings.sink_inferred_from is None:
+            raise
+        # The user never wrote SLUICE_SINK: say where the rule that failed comes from.
+        inferred = f"SLUICE_SINK={settings.sink_value} inferred from {settings.sink_inferred_from}"
+        raise ConfigError(f"{exc} ({inferred})") from None
     return settings
 
 
@@ -307,6 +309,11 @@ def _derived_defaults(values: dict[str, Any]) -> None:
         scale = values.get("autoscale")
         processes = scale.high if isinstance(scale, ScaleRange) else values.get("processes", 1)
         values["max_held_bytes"] = default_max_held_bytes(memory_limit(), int(processes))
+    if "sink" not in values:
+        inferred = infer_from(values)
+        if inferred.sink is not None:
+            values["sink"] = inferred.sink
+            values["sink_inferred_from"] = inferred.because
     if values.get("sink") is SinkKind.REDSHIFT:
         redshift_defaults(values)
 
@@ -379,6 +386,8 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
             text = ""
         elif spec.secret:
             text = mask_secret_url(str(value))
+        elif spec.name == "sink" and settings.sink_inferred_from:
+            text = f"{_as_text(value)} (inferred from {settings.sink_inferred_from})"
         else:
             text = _as_text(value)
         rows.append((spec.name, spec.env, text))

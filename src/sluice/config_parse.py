@@ -6,11 +6,14 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from sluice.dsn import check_dsn
+from sluice.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -197,3 +200,21 @@ def aws_arn(raw: str) -> str:
     if not _ARN.fullmatch(value):
         raise ValueError("must be an ARN (arn:aws:service:region:account:resource)")
     return value
+
+
+def read_toml(path: str, known: Collection[str]) -> dict[str, object]:
+    """The settings of a TOML file (top level or ``[sluice]``); unknown names are refused."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    table = data.get("sluice", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [sluice] must be a table")
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return dict(table)

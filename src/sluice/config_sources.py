@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sluice.config import SPECS, Settings, _read_toml, mask_secret_url, settings_environment
+from sluice.config import SPECS, Settings, mask_secret_url, settings_environment
+from sluice.config_parse import read_toml
 
 # Always computed when not given, even when the result happens to equal the field's default.
 ALWAYS_DERIVED = frozenset({"worker_id", "max_held_bytes"})
@@ -54,7 +55,7 @@ def setting_sources(
     given: dict[str, Source] = {}
     path = config_file or env.get("SLUICE_CONFIG")
     if path:
-        for name in _read_toml(path):
+        for name in read_toml(path, {spec.name for spec in SPECS}):
             given[name] = Source("file", path)
     for spec in SPECS:
         if spec.env in env and env[spec.env].strip() != "":
@@ -70,10 +71,17 @@ def setting_sources(
         value = getattr(settings, spec.name)
         source = given.get(spec.name)
         if source is None:
-            derived = spec.name in ALWAYS_DERIVED or value != defaults[spec.name]
-            source = Source("derived" if derived else "default")
+            source = _not_given(spec.name, value, defaults[spec.name], settings)
         text = spelled.get(spec.env)
         if text is not None and spec.secret:
             text = mask_secret_url(text)
         rows.append(SettingRow(spec.name, spec.env, text, source))
     return rows
+
+
+def _not_given(name: str, value: object, default: object, settings: Settings) -> Source:
+    """Where a value none of the inputs gave came from: inferred, derived or the default."""
+    if name == "sink" and settings.sink_inferred_from:
+        return Source("derived", f"inferred from {settings.sink_inferred_from}")
+    derived = name in ALWAYS_DERIVED or value != default
+    return Source("derived" if derived else "default")

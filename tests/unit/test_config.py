@@ -44,11 +44,11 @@ def test_defaults_are_valid_and_as_documented() -> None:
     s = load()
     assert s.max_messages == 10
     assert s.wait_time_seconds == 20
-    assert s.sink is SinkKind.DUCKDB
+    assert s.sink is None  # never an embedded file by default: see test_sink_choice.py
     assert s.table_name == "appsflyer_events"
     assert s.enable_consumer is True
     assert s.worker_id == "w-test"
-    assert s.effective_load_concurrency == 1  # DuckDB: one writer
+    assert load({"SLUICE_SINK": "duckdb"}).effective_load_concurrency == 1  # one writer
 
 
 def test_worker_id_defaults_to_something_non_empty() -> None:
@@ -337,7 +337,10 @@ def test_describe_masks_a_password_given_as_a_uri_query_parameter() -> None:
 
 def test_describe_lists_every_setting_with_its_env_name() -> None:
     rows = describe(load())
-    assert sorted(name for name, _, _ in rows) == sorted(Settings.__dataclass_fields__)
+    derived = {"sink_inferred_from"}  # not a setting: where an inferred sink came from
+    assert sorted(name for name, _, _ in rows) == sorted(
+        set(Settings.__dataclass_fields__) - derived
+    )
     assert ("max_messages", "SQS_MAX_MESSAGES", "10") in rows
     assert ("queue_url", "SQS_QUEUE_URL", "") in rows
 

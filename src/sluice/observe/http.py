@@ -79,9 +79,17 @@ class HttpService:
 
 
 def health_app(
-    render: Render, readiness: Readiness, extra: Mapping[str, Handler] | None = None
+    render: Render,
+    readiness: Readiness,
+    extra: Mapping[str, Handler] | None = None,
+    *,
+    not_ready: str = "not ready",
 ) -> web.Application:
-    """/metrics (Prometheus text), /healthz (the event loop runs), /readyz (can do work)."""
+    """/metrics (Prometheus text), /healthz (the event loop runs), /readyz (can do work).
+
+    ``not_ready`` is /readyz's status word when there are problems (``disabled`` for a
+    worker paused on purpose, which is alive but must not be sent work).
+    """
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=await render(), headers={"Content-Type": CONTENT_TYPE})
@@ -92,7 +100,7 @@ def health_app(
     async def readyz(_: web.Request) -> web.Response:
         problems = await readiness()
         if problems:
-            return web.json_response({"status": "not ready", "problems": problems}, status=503)
+            return web.json_response({"status": not_ready, "problems": problems}, status=503)
         return web.json_response({"status": "ready"})
 
     app = web.Application()

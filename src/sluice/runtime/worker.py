@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.batching import FlushPolicy
-from sluice.config import Settings, SinkKind
+from sluice.config import Settings
+from sluice.config_sink import SinkKind, require_sink
 from sluice.errors import ConfigError, PermanentError, SluiceError, TransientError
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import SQS_MAX_MESSAGE_BYTES, CircuitState, StopReason
@@ -45,11 +46,12 @@ def build_sink(
     credentials: dict[str, str] | None = None,
 ) -> Sink:
     # Drivers are imported on demand: DuckDB and Arrow alone add ~45 MB to a worker's RSS.
-    if settings.sink is SinkKind.REDSHIFT:
+    kind = require_sink(settings)  # never DuckDB for want of a choice
+    if kind is SinkKind.REDSHIFT:
         from sluice.sinks.redshift_build import build_redshift_sink
 
         return build_redshift_sink(settings, mapping, faults, credentials)
-    if settings.sink is SinkKind.POSTGRES:
+    if kind is SinkKind.POSTGRES:
         from sluice.sinks.postgres import PostgresSink
 
         assert settings.database_url is not None  # checked in config
@@ -60,6 +62,7 @@ def build_sink(
             application_name=f"sluice-{settings.worker_id}"[:63],
             faults=faults,
         )
+    assert kind is SinkKind.DUCKDB
     from sluice.sinks.duckdb import DuckDBSink
 
     return DuckDBSink(settings.duckdb_path, mapping, faults=faults)
@@ -329,7 +332,12 @@ async def run_worker(
             log.info(
                 "started",
                 queue=settings.queue_url,
-                sink=settings.sink.value,
+                sink=settings.sink_value,
+                **(
+                    {"sink_inferred_from": settings.sink_inferred_from}
+                    if settings.sink_inferred_from
+                    else {}
+                ),
                 table=mapping.table,
                 drain=drain,
                 dlq=bool(dlq),
