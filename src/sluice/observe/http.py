@@ -83,12 +83,13 @@ def health_app(
     readiness: Readiness,
     extra: Mapping[str, Handler] | None = None,
     *,
-    not_ready: str = "not ready",
+    ready_word: str = "ready",
+    ready_note: str | None = None,
 ) -> web.Application:
     """/metrics (Prometheus text), /healthz (the event loop runs), /readyz (can do work).
 
-    ``not_ready`` is /readyz's status word when there are problems (``disabled`` for a
-    worker paused on purpose, which is alive but must not be sent work).
+    ``ready_word`` is /readyz's status word when there are no problems (``disabled`` for a
+    worker paused on purpose: it is as it should be, so it passes), with ``ready_note``.
     """
 
     async def metrics(_: web.Request) -> web.Response:
@@ -100,8 +101,9 @@ def health_app(
     async def readyz(_: web.Request) -> web.Response:
         problems = await readiness()
         if problems:
-            return web.json_response({"status": not_ready, "problems": problems}, status=503)
-        return web.json_response({"status": "ready"})
+            return web.json_response({"status": "not ready", "problems": problems}, status=503)
+        note = {"note": ready_note} if ready_note else {}
+        return web.json_response({"status": ready_word, **note})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

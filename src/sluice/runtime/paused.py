@@ -1,8 +1,10 @@
 """A worker with its consumer switched off (``ENABLE_SQS_CONSUMER=false``).
 
 It serves /healthz (alive: a liveness probe must not restart a worker paused on purpose),
-/metrics and /status on PORT, /readyz as 503 "disabled" (a load balancer or readiness gate
-sends it nothing), and /status on the control socket for `sluice status`, until SIGTERM.
+/metrics and /status on PORT, /readyz as 200 "disabled", and /status on the control socket for
+`sluice status`, until SIGTERM. /readyz passes: the worker is as it was asked to be, nothing
+routes traffic to a queue consumer, and a failing readiness gate would stall the very rollout
+that pauses it (Kubernetes waits for new pods to be ready before it stops old ones).
 
 It opens neither SQS nor the warehouse: a consumer is paused mostly because one of them is
 in trouble (an incident, a migration, expired credentials), and a paused worker that needed
@@ -66,12 +68,16 @@ async def run_paused(settings: Settings, stop: asyncio.Event | None = None) -> N
         return body
 
     async def readiness() -> list[str]:
-        return [DISABLED]
+        return []
 
     async def status(_: web.Request) -> web.Response:
         return web.json_response(paused_status(settings))
 
-    public = HttpService(health_app(render, readiness, {"/status": status}, not_ready="disabled"))
+    public = HttpService(
+        health_app(
+            render, readiness, {"/status": status}, ready_word="disabled", ready_note=DISABLED
+        )
+    )
     if settings.port:
         await public.start_tcp(settings.http_host, settings.port)
     log.info("consumer_disabled", env="ENABLE_SQS_CONSUMER", port=settings.port or None)
