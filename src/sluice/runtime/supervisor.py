@@ -24,7 +24,7 @@ from sluice.local.emulator import free_port
 from sluice.observe.aggregate import ChildEndpoint, ChildScrape, FleetFigures, scrape_children
 from sluice.observe.rates import RateHistory, ResettingCounters, Sample
 from sluice.policies import ExponentialBackoff
-from sluice.runtime.children import ChildState, WorkerProcess, start_worker_process
+from sluice.runtime.fleet import ChildState, WorkerProcess, start_worker_process
 from sluice.runtime.control import supervisor_endpoints
 from sluice.runtime.worker import install_signal_handlers, refuse_fifo, when_reachable
 from sluice.scaling import (
