@@ -1,10 +1,11 @@
 """Several worker processes on one host (the role PM2 cluster mode plays), scaled by depth.
 
-The supervisor consumes nothing itself. It keeps ``desired`` children running (each one a
-plain ``sluice run`` with its own WORKER_ID and a loopback metrics port), restarts a child
-that dies with capped, jittered backoff, asks the ``AutoscalePolicy`` what ``desired``
-should be every ``SLUICE_QUEUE_ATTRIBUTES_INTERVAL`` seconds, serves its children's metrics
-together on PORT, and stops them all gracefully on SIGTERM.
+The supervisor consumes nothing itself, and decides. Its fleet (``runtime.fleet``) keeps the
+children it is told to (each one a plain ``sluice run`` with its own WORKER_ID and a loopback
+metrics port), restarts a child that dies with capped, jittered backoff and stops them all
+gracefully on SIGTERM. The supervisor asks the ``AutoscalePolicy`` how many there should be
+every ``SLUICE_QUEUE_ATTRIBUTES_INTERVAL`` seconds, serves its children's metrics together on
+PORT, and hands the control endpoints a frozen snapshot of what it sees (``snapshot``).
 """
 
 from __future__ import annotations
