@@ -8,7 +8,7 @@ from sluice.config import load_settings
 from sluice.observe.aggregate import ChildScrape, FleetFigures, merge
 from sluice.observe.rates import RateHistory, ResettingCounters, Sample
 from sluice.plan.capacity import DrainVerdict, drain_eta, format_duration
-from sluice.runtime.children import child_environment
+from sluice.runtime.fleet import child_environment
 from sluice.scaling import (
     AutoscalePolicy,
     ScaleDirection,

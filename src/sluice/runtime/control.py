@@ -9,62 +9,100 @@ worker count is never reachable from the network.
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
+import structlog
 from aiohttp import web
 
+from sluice.config import Settings
 from sluice.errors import ConfigError, TransientError
 from sluice.observe import unix_socket
-from sluice.observe.aggregate import SupervisorFigures, render
-from sluice.observe.http import HttpService, health_app
+from sluice.observe.aggregate import FleetFigures
+from sluice.observe.http import HttpService, Readiness, Render, health_app
+from sluice.observe.rates import Rates
 from sluice.plan.capacity import drain_eta
-from sluice.scaling import MAX_PROCESSES
-
-if TYPE_CHECKING:
-    from sluice.runtime.supervisor import Supervisor
+from sluice.runtime.fleet import FleetView
+from sluice.scaling import MAX_PROCESSES, ScalingDecision
+from sluice.sources.base import QueueDepth
 
 WINDOWS = {"1m": 60.0, "5m": 300.0}
 
 
-def status_document(sup: Supervisor) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DepthReading:
+    """The queue's depth (and its dead-letter queue's) as last read, and when."""
+
+    queue: QueueDepth
+    dead_letters: QueueDepth | None
+    at: float  # the supervisor's clock
+
+
+@dataclass(frozen=True)
+class SupervisorStatus:
+    """The supervisor's figures at one moment: all the endpoints read, never the supervisor."""
+
+    at: float  # the supervisor's clock when taken
+    pid: int
+    mode: str
+    pinned: int | None
+    desired: int
+    fleet: FleetView
+    depth: DepthReading | None  # None: GetQueueAttributes did not answer lately
+    figures: FleetFigures
+    processed: float
+    rates: Mapping[str, Rates]  # per name in WINDOWS
+    last_decision: ScalingDecision | None
+
+
+@dataclass(frozen=True)
+class SupervisorControls:
+    """What the endpoints may do with a supervisor: read it, scale it, ask it, render it."""
+
+    status: Callable[[], SupervisorStatus]
+    scale: Callable[[int | None], None]  # a count pins it; None hands back to the policy
+    readiness: Readiness
+    metrics: Render
+
+
+def status_document(status: SupervisorStatus) -> dict[str, Any]:
     """Everything `sluice status` shows, from the supervisor's latest figures."""
-    now = sup.clock()
-    rates = {name: sup.history.rates(seconds) for name, seconds in WINDOWS.items()}
+    now = status.at
+    rates = status.rates
     five = rates["5m"]
-    queue = sup.queue
+    depth = status.depth
+    queue = depth.queue if depth is not None else None
     backlog = queue.total if queue is not None else None
     eta = drain_eta(backlog, five.processing, five.arrival) if backlog is not None else None
-    decision = sup.last_decision
+    decision = status.last_decision
+    figures = status.figures
     return {
-        "supervisor": {"pid": os.getpid(), "mode": sup.mode, "pinned": sup.pinned},
+        "supervisor": {"pid": status.pid, "mode": status.mode, "pinned": status.pinned},
         "workers": {
-            "desired": sup.target_count(),
-            "running": len(sup.children),
-            "restarts": sup.restarts,
-            "processes": [
-                c.describe(now) for c in sorted(sup.children.values(), key=lambda c: c.slot)
-            ],
+            "desired": status.desired,
+            "running": len(status.fleet.children),
+            "restarts": status.fleet.restarts,
+            "processes": [c.describe(now) for c in status.fleet.children],
         },
         "queue": None
-        if queue is None
+        if depth is None
         else {
-            "visible": queue.visible,
-            "in_flight": queue.in_flight,
-            "delayed": queue.delayed,
-            "dlq": sup.dead_letters.total if sup.dead_letters is not None else None,
-            "age": None if sup.queue_seen_at is None else round(now - sup.queue_seen_at, 1),
+            "visible": depth.queue.visible,
+            "in_flight": depth.queue.in_flight,
+            "delayed": depth.queue.delayed,
+            "dlq": depth.dead_letters.total if depth.dead_letters is not None else None,
+            "age": round(now - depth.at, 1),
         },
-        "oldest_age": sup.fleet.oldest_age,
-        "held": sup.fleet.held,
+        "oldest_age": figures.oldest_age,
+        "held": figures.held,
         "dead_letters": {
-            "send_failures": sup.fleet.dead_letter_send_failures,
-            "degraded": list(sup.fleet.degraded),
+            "send_failures": figures.dead_letter_send_failures,
+            "degraded": list(figures.degraded),
         },
-        "processed": sup.processed.total,
+        "processed": status.processed,
         "throughput": {
             name: {"processing": r.processing, "arrival": r.arrival, "span": round(r.window, 1)}
             for name, r in rates.items()
@@ -77,32 +115,18 @@ def status_document(sup: Supervisor) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def supervisor_endpoints(sup: Supervisor) -> AsyncIterator[None]:
-    socket_path = sup.settings.control_socket_path
+async def supervisor_endpoints(
+    settings: Settings, controls: SupervisorControls
+) -> AsyncIterator[None]:
+    socket_path = settings.control_socket_path
     if await _answers(socket_path):
         raise ConfigError(
             f"SLUICE_CONTROL_SOCKET={socket_path}: another supervisor is running there; "
             "give this one its own socket path"
         )
 
-    async def render_all() -> bytes:
-        scrapes = await sup.scrape()
-        figures = SupervisorFigures(
-            desired=sup.target_count(),
-            running=len(sup.children),
-            restarts=sup.restarts,
-            scale_events=dict(sup.scale_events),
-        )
-        return render(scrapes, figures)
-
-    async def readiness() -> list[str]:
-        problems = await sup.children_ready()
-        if sup.queue is None:
-            problems.append("SQS: GetQueueAttributes has not answered lately")
-        return problems
-
     async def status(_: web.Request) -> web.Response:
-        return web.json_response(status_document(sup))
+        return web.json_response(status_document(controls.status()))
 
     async def scale(request: web.Request) -> web.Response:
         try:
@@ -113,18 +137,19 @@ async def supervisor_endpoints(sup: Supervisor) -> AsyncIterator[None]:
             return web.json_response({"error": 'expected {"workers": N or "auto"}'}, status=400)
         if count is not None and not 0 <= count <= MAX_PROCESSES:
             return web.json_response({"error": f"workers must be 0..{MAX_PROCESSES}"}, status=400)
-        sup.scale_to(count)
-        return web.json_response(status_document(sup))
+        controls.scale(count)
+        return web.json_response(status_document(controls.status()))
 
-    public = HttpService(health_app(render_all, readiness, {"/status": status}))
+    public = HttpService(health_app(controls.metrics, controls.readiness, {"/status": status}))
     control_app = web.Application()
     control_app.router.add_get("/status", status)
     control_app.router.add_post("/scale", scale)
     control = HttpService(control_app)
-    if sup.settings.port:
-        await public.start_tcp(sup.settings.http_host, sup.settings.port)
+    if settings.port:
+        await public.start_tcp(settings.http_host, settings.port)
     await control.start_unix(socket_path)
-    sup.log.info("control_socket", path=str(socket_path))
+    log = structlog.get_logger("sluice.supervisor").bind(worker=settings.worker_id)
+    log.info("control_socket", path=str(socket_path))
     try:
         yield
     finally:
