@@ -311,10 +311,10 @@ def send(
     seed: int,
 ) -> None:
     """Load generator: put events on SQS_QUEUE_URL at a target rate."""
-    from sluice.sender import send_messages
     from sluice.sources.sqs import sqs_client
     from sluice.sources.sqs_send import Outgoing, SendReport
-    from sluice.synth import synthetic_stream
+    from sluice.tools.sender import send_messages
+    from sluice.tools.synth import synthetic_stream
 
     obj = _obj(ctx)
     settings = obj.settings()

@@ -10,7 +10,6 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice.benchmark import BenchResult, run_benchmark
 from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
 from sluice.cli_options import takes_settings
 from sluice.config import Settings
@@ -27,6 +26,7 @@ from sluice.plan.sizing import (
     make_plan,
 )
 from sluice.plan.units import parse_count, parse_duration, parse_rate
+from sluice.tools.benchmark import BenchResult, run_benchmark
 
 NAMED_RATES = {"documented": DOCUMENTED, "guide": GUIDE_OLD, "guide-long-poll": GUIDE_LONG_POLL}
 
