@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from sluice.cli import EXIT_SCHEMA, fail
+from sluice.cli.root import EXIT_SCHEMA, fail
 from sluice.sinks.base import Sink
 from sluice.sinks.schema_plan import SchemaPlan
 

@@ -9,8 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice.cli import CliContext
-from sluice.cli_options import takes_settings
+from sluice.cli.options import takes_settings
+from sluice.cli.root import CliContext
 
 
 def _obj(ctx: click.Context) -> CliContext:

@@ -10,8 +10,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
-from sluice.cli_options import takes_settings
+from sluice.cli.options import takes_settings
+from sluice.cli.root import EXIT_CONFIG, CliContext, fail, run_async
 from sluice.config import Settings
 from sluice.errors import SluiceError
 from sluice.plan.sizing import (
@@ -239,7 +239,7 @@ def _backlog(obj: CliContext, settings: Settings, raw: str) -> int:
             return parse_count(raw)
         except ValueError as exc:
             raise ValueError(f"--backlog: {exc}, or `queue`") from None
-    from sluice.cli_status import gather_status
+    from sluice.cli.status import gather_status
 
     doc = run_async(gather_status(settings, None, obj.credentials()))
     queue = doc["queue"]
@@ -252,7 +252,7 @@ def _arrival(obj: CliContext, settings: Settings, raw: str) -> float:
             return parse_rate(raw)
         except ValueError as exc:
             raise ValueError(f"--arrival: {exc}, or `queue`") from None
-    from sluice.cli_status import gather_status
+    from sluice.cli.status import gather_status
 
     doc = run_async(gather_status(settings, None, obj.credentials()))
     arrival = (doc.get("throughput") or {}).get("5m", {}).get("arrival")

@@ -16,8 +16,8 @@ import structlog
 from rich.console import Console
 
 from sluice import __version__
-from sluice.cli_options import GROUP_EPILOG, settings_options, takes_settings
-from sluice.cli_progress import counting_progress, drain_progress
+from sluice.cli.options import GROUP_EPILOG, settings_options, takes_settings
+from sluice.cli.progress import counting_progress, drain_progress
 from sluice.config import Settings, load_settings
 from sluice.config_sink import SinkKind, require_sink
 from sluice.errors import ConfigError, SchemaError, SluiceError
@@ -192,7 +192,7 @@ def status(ctx: click.Context, url: str | None, every: float | None, as_json: bo
     Asks the supervisor on SLUICE_CONTROL_SOCKET (or --url); without one, shows the queue's
     own figures from GetQueueAttributes.
     """
-    from sluice.cli_status import gather_status, render_status, watch_status
+    from sluice.cli.status import gather_status, render_status, watch_status
 
     obj = _obj(ctx)
     settings = obj.settings()
@@ -210,7 +210,7 @@ def status(ctx: click.Context, url: str | None, every: float | None, as_json: bo
 def scale(ctx: click.Context, workers: str) -> None:
     """Set a running supervisor's worker count now (WORKERS), or `auto` to hand it back to
     the autoscaling policy. Talks to SLUICE_CONTROL_SOCKET."""
-    from sluice.cli_status import scale_supervisor
+    from sluice.cli.status import scale_supervisor
 
     if workers != "auto" and not workers.isdigit():
         fail(f"WORKERS={workers!r} is invalid: must be a whole number or 'auto'", EXIT_CONFIG)
@@ -254,7 +254,7 @@ def _chosen_sink(settings: Settings) -> SinkKind:
 def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
     """Create the target table from the mapping; on an existing table, list what it lacks
     and, with --apply, add it."""
-    from sluice.cli_init import create_or_adopt, report
+    from sluice.cli.init import create_or_adopt, report
     from sluice.sinks.base import Sink
 
     obj = _obj(ctx)
@@ -364,7 +364,7 @@ def demo(messages: int, database: Path, seed: int) -> None:
     """Emulator + DLQ + synthetic AppsFlyer events -> DuckDB, then reconcile every count."""
     configure_logging(load_settings({}).log_format, "warning")
     try:
-        from sluice.cli_report import run_and_report_demo  # needs the duckdb extra
+        from sluice.cli.demo_report import run_and_report_demo  # needs the duckdb extra
 
         ok = run_and_report_demo(messages, database, seed)
     except SluiceError as exc:
@@ -373,10 +373,10 @@ def demo(messages: int, database: Path, seed: int) -> None:
 
 
 def main() -> None:
-    from sluice.cli_config import config
-    from sluice.cli_dlq import dlq
-    from sluice.cli_plan import bench, plan
-    from sluice.cli_simulate import simulate
+    from sluice.cli.config import config
+    from sluice.cli.dlq import dlq
+    from sluice.cli.plan import bench, plan
+    from sluice.cli.simulate import simulate
 
     for command in (config, dlq, plan, bench, simulate):
         cli.add_command(command)

@@ -11,9 +11,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
-from sluice.cli_options import takes_settings
-from sluice.cli_progress import counting_progress
+from sluice.cli.options import takes_settings
+from sluice.cli.progress import counting_progress
+from sluice.cli.root import EXIT_CONFIG, CliContext, fail, run_async
 from sluice.sources.sqs import SqsQueue, sqs_client
 from sluice.sources.sqs_attributes import producer_attributes
 from sluice.tools import dlq as ops

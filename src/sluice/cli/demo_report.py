@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sluice.cli_progress import counting_progress, drain_progress
+from sluice.cli.progress import counting_progress, drain_progress
 from sluice.local.emulator import running_emulator
 from sluice.tools.demo import DemoReport, reason_label, run_demo
 
