@@ -7,9 +7,9 @@ import os
 import threading
 from dataclasses import dataclass
 
-from sluice.benchmark import ChildUsage, DrainWatch, measure_child
 from sluice.local.emulator import EMULATOR_CREDENTIALS, Emulator
 from sluice.sources.sqs import sqs_client
+from sluice.tools.benchmark import ChildUsage, DrainWatch, measure_child
 
 
 def emulator_worker_env(endpoint: str) -> dict[str, str]:

@@ -57,7 +57,7 @@ from sluice.local.emulator import (  # noqa: E402
 from sluice.mapping import load_mapping  # noqa: E402
 from sluice.model import ReceivedMessage  # noqa: E402
 from sluice.sinks.sql import POSTGRES, create_table_sql  # noqa: E402
-from sluice.synth import synthetic_stream  # noqa: E402
+from sluice.tools.synth import synthetic_stream  # noqa: E402
 
 DSN = os.environ.get("SLUICE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/test")
 

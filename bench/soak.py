@@ -37,13 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import emulator_worker_env  # noqa: E402
-from sluice.checker import Sent, check, key_function  # noqa: E402
-from sluice.dlq import peek, release  # noqa: E402
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator  # noqa: E402
 from sluice.mapping import load_mapping  # noqa: E402
-from sluice.sender import send_bodies  # noqa: E402
 from sluice.sources.sqs import SqsQueue, sqs_client  # noqa: E402
-from sluice.synth import synthetic_stream  # noqa: E402
+from sluice.tools.checker import Sent, check, key_function  # noqa: E402
+from sluice.tools.dlq import peek, release  # noqa: E402
+from sluice.tools.sender import send_bodies  # noqa: E402
+from sluice.tools.synth import synthetic_stream  # noqa: E402
 
 DSN = os.environ.get("SLUICE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/test")
 

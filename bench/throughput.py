@@ -34,11 +34,11 @@ from bench.common import (  # noqa: E402
     emulator_worker_env,
     measure_worker,
 )
-from sluice.benchmark import measure_child  # noqa: E402
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator  # noqa: E402
-from sluice.sender import send_bodies  # noqa: E402
 from sluice.sources.sqs import SqsQueue, sqs_client  # noqa: E402
-from sluice.synth import synthetic_stream  # noqa: E402
+from sluice.tools.benchmark import measure_child  # noqa: E402
+from sluice.tools.sender import send_bodies  # noqa: E402
+from sluice.tools.synth import synthetic_stream  # noqa: E402
 
 DSN = os.environ.get("SLUICE_TEST_DATABASE_URL", "postgresql://127.0.0.1:5432/test")
 

@@ -78,7 +78,7 @@ EXPECTED_ACTIONS = {
 # credential calls (GetClusterCredentials, GetCredentials) are made by the service for the
 # caller and so appear in no file.
 WORKER_CALLS = {
-    "sqs": (("sources/sqs.py", "sources/sqs_dlq.py", "sender.py"), "sqs"),
+    "sqs": (("sources/sqs.py", "sources/sqs_dlq.py", "sources/sqs_send.py"), "sqs"),
     "s3": (("sinks/s3_staging.py",), "s3"),
     "redshift-data": (("sinks/redshift_data.py",), "redshift-data"),
 }

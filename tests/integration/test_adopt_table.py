@@ -21,7 +21,7 @@ from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import Sink
 from sluice.sinks.duckdb import DuckDBSink
 from sluice.sinks.postgres import PostgresSink
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.support.worker import worker_env
 
 OLD_CONSUMER_COLUMNS = (

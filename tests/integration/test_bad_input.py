@@ -15,10 +15,10 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from sluice.checker import Sent, check, key_function
 from sluice.local.emulator import Emulator
 from sluice.mapping import load_mapping
-from sluice.synth import synthetic_stream
+from sluice.tools.checker import Sent, check, key_function
+from sluice.tools.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import dlq_entries
 from tests.support.worker import init_db, start_worker, worker_env

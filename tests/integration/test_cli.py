@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from sluice.local.emulator import Emulator
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.worker import start_worker, wait_for, worker_env
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from sluice.local.emulator import Emulator
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.worker import init_db, run_sluice, start_worker, worker_env
 

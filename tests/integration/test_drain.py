@@ -11,7 +11,7 @@ import pytest
 
 from sluice.local.emulator import Emulator
 from sluice.mapping import load_mapping
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.worker import init_db, start_worker, worker_env
 

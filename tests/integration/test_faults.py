@@ -22,7 +22,7 @@ from sluice.config import SqsClientKind
 from sluice.errors import TransientError
 from sluice.local.emulator import EMULATOR_CREDENTIALS, Emulator
 from sluice.sources.sqs import sqs_client
-from sluice.synth import SyntheticMessage, synthetic_stream
+from sluice.tools.synth import SyntheticMessage, synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import (
     FaultProxy,

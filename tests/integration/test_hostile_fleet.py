@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import psycopg
 
-from sluice.checker import Sent, check, key_function
 from sluice.local.emulator import Emulator
 from sluice.mapping import load_mapping
-from sluice.synth import synthetic_stream
+from sluice.tools.checker import Sent, check, key_function
+from sluice.tools.synth import synthetic_stream
 from tests.integration.test_supervisor import events, supervisor_env
 from tests.support import sqs
 from tests.support.fault_proxy import dlq_entries

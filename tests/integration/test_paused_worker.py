@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sluice.local.emulator import Emulator, free_port
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.worker import run_sluice, start_worker, wait_for, worker_env
 

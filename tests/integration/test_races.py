@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sluice.local.emulator import Emulator
-from sluice.synth import SyntheticMessage
+from sluice.tools.synth import SyntheticMessage
 from tests.support import scenario
 from tests.support.fault_proxy import FaultProxy, final_stats
 from tests.support.worker import start_worker, wait_for

@@ -18,7 +18,7 @@ import pytest
 
 from sluice.local.emulator import Emulator
 from sluice.sources.base import QueueDepth
-from sluice.synth import SyntheticMessage, synthetic_stream
+from sluice.tools.synth import SyntheticMessage, synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import (
     FaultProxy,

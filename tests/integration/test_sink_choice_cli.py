@@ -16,7 +16,7 @@ import pytest
 
 from sluice.local.emulator import EMULATOR_CREDENTIALS, Emulator
 from sluice.mapping import load_mapping
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.moto_control import column_records, control, history
 from tests.support.worker import worker_env

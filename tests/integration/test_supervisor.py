@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.local.emulator import Emulator, free_port
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.integration.test_metrics import get
 from tests.support import sqs
 from tests.support.tcp_proxy import TcpFaultProxy

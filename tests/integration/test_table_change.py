@@ -18,7 +18,6 @@ import duckdb
 import psycopg
 import structlog
 
-from sluice.checker import Sent, check, key_function
 from sluice.decode import decode_message
 from sluice.loading import Loader
 from sluice.local.emulator import Emulator
@@ -27,7 +26,8 @@ from sluice.model import CircuitState, MappedRow, ReceivedMessage
 from sluice.observe.stats import WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff
 from sluice.sinks.duckdb import DuckDBSink
-from sluice.synth import synthetic_stream
+from sluice.tools.checker import Sent, check, key_function
+from sluice.tools.synth import synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import has_event, log_events
 from tests.support.worker import init_db, start_worker, wait_for, worker_env

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from sluice.checker import CheckReport, Sent, check, key_function
 from sluice.local.emulator import Emulator
 from sluice.mapping import load_mapping
-from sluice.synth import SyntheticMessage, synthetic_stream
+from sluice.tools.checker import CheckReport, Sent, check, key_function
+from sluice.tools.synth import SyntheticMessage, synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import FaultProxy, final_stats, has_event, log_events
 from tests.support.tcp_proxy import TcpFaultProxy

@@ -13,7 +13,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluice.local.emulator import Emulator, free_port
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 from tests.integration.test_metrics import get
 from tests.support import sqs
 from tests.support.worker import init_db, start_worker, wait_for, worker_env

@@ -40,9 +40,9 @@ import orjson
 import psycopg
 from aiohttp import web
 
-from sluice.dlq import peek, release
 from sluice.mapping import load_mapping
-from sluice.synth import SyntheticMessage
+from sluice.tools.dlq import peek, release
+from sluice.tools.synth import SyntheticMessage
 from tests.support import sqs
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.0"

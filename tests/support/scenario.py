@@ -14,9 +14,9 @@ from typing import Any
 
 import psycopg
 
-from sluice.checker import CheckReport, Sent, check, key_function
 from sluice.mapping import load_mapping
-from sluice.synth import SyntheticMessage, synthetic_stream
+from sluice.tools.checker import CheckReport, Sent, check, key_function
+from sluice.tools.synth import SyntheticMessage, synthetic_stream
 from tests.support import sqs
 from tests.support.fault_proxy import final_stats, log_events
 from tests.support.worker import Worker, init_db, start_worker, wait_for, worker_env

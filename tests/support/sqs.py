@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 import orjson
 
-from sluice.dlq import peek, release
 from sluice.local.emulator import EMULATOR_CREDENTIALS
-from sluice.sender import send_bodies
 from sluice.sources.base import QueueDepth
 from sluice.sources.sqs import SqsQueue, sqs_client
+from sluice.tools.dlq import peek, release
+from sluice.tools.sender import send_bodies
 
 T = TypeVar("T")
 REGION = "us-east-1"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from sluice.checker import Sent, check, key_function
 from sluice.mapping import load_mapping
-from sluice.synth import synthetic_stream
+from sluice.tools.checker import Sent, check, key_function
+from sluice.tools.synth import synthetic_stream
 
 KEY = key_function(load_mapping(None, "t"))
 

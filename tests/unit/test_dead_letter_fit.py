@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from sluice.cli_status import status_view
+from sluice.cli.status import status_view
 from sluice.errors import FailureReason, PermanentError
 from sluice.model import CircuitState, DeadLetter, ReceivedMessage, SettleResult
 from sluice.observe.aggregate import ChildScrape, FleetFigures

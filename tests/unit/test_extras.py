@@ -15,7 +15,7 @@ from sluice.errors import ConfigError
     [
         ("duckdb", "sluice.sinks.duckdb", "SLUICE_SINK=duckdb needs the duckdb extra"),
         ("pyarrow", "sluice.sinks.duckdb", "SLUICE_SINK=duckdb needs the duckdb extra"),
-        ("duckdb", "sluice.demo", "`sluice demo` needs the duckdb extra"),
+        ("duckdb", "sluice.tools.demo", "`sluice demo` needs the duckdb extra"),
         ("matplotlib", "sluice.plan.charts", "`sluice simulate --out` needs the charts extra"),
     ],
 )

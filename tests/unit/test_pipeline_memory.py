@@ -27,7 +27,7 @@ from sluice.policies import ExponentialBackoff
 from sluice.runtime.worker import pipeline_options
 from sluice.sinks.memory import MemorySink
 from sluice.sources.memory import MemoryDeadLetters, MemoryQueue
-from sluice.synth import MALFORMED_KINDS, appsflyer_event, malformed
+from sluice.tools.synth import MALFORMED_KINDS, appsflyer_event, malformed
 
 MAPPING = load_mapping(None, "events")
 DEADLINE = 30.0  # seconds any single run may take before the test fails

@@ -18,7 +18,7 @@ from sluice.sinks.redshift import CONFLICT_ATTEMPTS, LoadPath, RedshiftSink
 from sluice.sinks.redshift_errors import SerializationConflict
 from sluice.sinks.redshift_sql import CURRENT_DATABASE_SQL, ISOLATION_SQL, MergeLock
 from sluice.sinks.s3_staging import S3Stager, StagingLocation
-from sluice.synth import synthetic_stream
+from sluice.tools.synth import synthetic_stream
 
 MAPPING = load_mapping(None, "appsflyer_events")
 ROLE = "arn:aws:iam::123456789012:role/copy"

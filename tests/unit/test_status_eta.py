@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sluice.cli_status import status_view
+from sluice.cli.status import status_view
 from sluice.observe.rates import RateHistory, Sample
 from sluice.plan.capacity import DrainVerdict, drain_eta
 

@@ -16,7 +16,6 @@ from typing import Any
 import structlog
 
 from sluice.model import SQS_MAX_MESSAGE_BYTES, DeadLetter, ReceivedMessage, SettleResult
-from sluice.sender import Outgoing, send_group
 from sluice.sources.sqs_attributes import (
     MAX_ATTRIBUTES,
     attribute_size,
@@ -25,6 +24,7 @@ from sluice.sources.sqs_attributes import (
     size_bounded_groups,
     to_wire,
 )
+from sluice.sources.sqs_send import Outgoing, send_group
 
 DETAIL_CHARS = 1024  # the most of a reason's detail a dead letter carries
 SEND_ATTEMPTS = 3  # a settle waits on these: keep short, SQS redelivers what fails

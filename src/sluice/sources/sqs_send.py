@@ -1,23 +1,22 @@
-"""Put messages on a queue fast: SendMessageBatch groups, several in flight, optional rate.
+"""One SendMessageBatch call, retried: the primitive both the dead-letter path and the tools use.
 
-Groups are bounded by SQS's count (10) and by its payload bound (1 MiB, attributes
-included), so large bodies go in smaller groups instead of failing the whole call. A send
-reports each message it could not deliver and why, so a caller never mistakes a failed
-entry for a sent one.
+A group is at most SQS's ten entries and 1 MiB (the caller bounds it with
+``size_bounded_groups``). Transient failures of the call or of single entries are retried;
+an entry SQS refuses as the sender's fault fails at once. The report names each message that
+could not be delivered and why, so a caller never mistakes a failed entry for a sent one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sluice.errors import PermanentError, TransientError
 from sluice.policies import ExponentialBackoff
 from sluice.sources.sqs import call
-from sluice.sources.sqs_attributes import message_size, size_bounded_groups
+from sluice.sources.sqs_attributes import message_size
 
 MAX_SEND_ATTEMPTS = 8
 
@@ -87,72 +86,3 @@ def _entry(entry_id: str, message: Outgoing) -> dict[str, Any]:
     if message.attributes:
         entry["MessageAttributes"] = dict(message.attributes)
     return entry
-
-
-async def send_messages(
-    client: Any,
-    url: str,
-    messages: Iterable[Outgoing],
-    *,
-    rate: float | None = None,
-    concurrency: int = 16,
-    on_sent: Callable[[int], None] | None = None,
-) -> SendReport:
-    """Send every message; ``rate`` caps messages per second."""
-    slots = asyncio.Semaphore(concurrency)
-    tasks: list[asyncio.Task[SendReport]] = []
-    started = time.monotonic()
-    queued = 0
-
-    async def one(group: list[tuple[int, Outgoing]]) -> SendReport:
-        try:
-            report = await send_group(client, url, group)
-        finally:
-            slots.release()
-        if on_sent is not None:
-            on_sent(len(report.sent))
-        return report
-
-    numbered = list(enumerate(messages))
-    for group in size_bounded_groups(numbered, lambda item: item[1].size):
-        if rate:
-            ahead = queued / rate - (time.monotonic() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-        await slots.acquire()
-        tasks.append(asyncio.create_task(one(group)))
-        queued += len(group)
-    total = SendReport()
-    for report in await asyncio.gather(*tasks):
-        total.sent.extend(report.sent)
-        total.failed.extend(report.failed)
-    total.sent.sort()
-    total.failed.sort()
-    return total
-
-
-async def send_bodies(
-    client: Any,
-    url: str,
-    bodies: Iterable[str],
-    *,
-    rate: float | None = None,
-    concurrency: int = 16,
-    on_sent: Callable[[int], None] | None = None,
-) -> int:
-    """Send every body; returns how many were sent, raises if any could not be."""
-    report = await send_messages(
-        client,
-        url,
-        (Outgoing(body) for body in bodies),
-        rate=rate,
-        concurrency=concurrency,
-        on_sent=on_sent,
-    )
-    if report.failed:
-        index, why = report.failed[0]
-        raise PermanentError(
-            f"{len(report.failed)} message(s) not sent (sent {len(report.sent)}); "
-            f"the first, #{index + 1}: {why}"
-        )
-    return len(report.sent)

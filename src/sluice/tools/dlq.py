@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sluice.model import ReceivedMessage
-from sluice.sender import Outgoing, send_messages
 from sluice.sources.sqs import SqsQueue, call, to_message
 from sluice.sources.sqs_attributes import producer_attributes, to_wire
+from sluice.sources.sqs_send import Outgoing
+from sluice.tools.sender import send_messages
 
 PEEK_VISIBILITY = 60  # seconds a peeked message stays hidden while we look at it
 

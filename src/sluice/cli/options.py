@@ -25,7 +25,7 @@ GROUP_EPILOG = (
 
 
 class SettingsHolder(Protocol):
-    """What the group's callback puts in ``ctx.obj`` (``cli.CliContext``)."""
+    """What the group's callback puts in ``ctx.obj`` (``common.CliContext``)."""
 
     config_file: str | None
     flags: dict[str, object]

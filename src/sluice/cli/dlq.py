@@ -11,17 +11,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice import dlq as ops
-from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
-from sluice.cli_options import takes_settings
-from sluice.cli_progress import counting_progress
+from sluice.cli.common import EXIT_CONFIG, CliContext, cli_context, fail, run_async
+from sluice.cli.options import takes_settings
+from sluice.cli.progress import counting_progress
 from sluice.sources.sqs import SqsQueue, sqs_client
 from sluice.sources.sqs_attributes import producer_attributes
+from sluice.tools import dlq as ops
 
 
 def _context(ctx: click.Context) -> tuple[CliContext, str]:
-    obj = ctx.find_object(CliContext)
-    assert obj is not None
+    obj = cli_context(ctx)
     settings = obj.settings()
     if not settings.dlq_url:
         fail("SLUICE_DLQ_URL is required: the dead-letter queue's URL", EXIT_CONFIG)

@@ -10,9 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice.benchmark import BenchResult, run_benchmark
-from sluice.cli import EXIT_CONFIG, CliContext, fail, run_async
-from sluice.cli_options import takes_settings
+from sluice.cli.common import EXIT_CONFIG, CliContext, cli_context, fail, run_async
+from sluice.cli.options import takes_settings
+from sluice.cli.status import gather_status
 from sluice.config import Settings
 from sluice.errors import SluiceError
 from sluice.plan.sizing import (
@@ -27,14 +27,9 @@ from sluice.plan.sizing import (
     make_plan,
 )
 from sluice.plan.units import parse_count, parse_duration, parse_rate
+from sluice.tools.benchmark import BenchResult, run_benchmark
 
 NAMED_RATES = {"documented": DOCUMENTED, "guide": GUIDE_OLD, "guide-long-poll": GUIDE_LONG_POLL}
-
-
-def _context(ctx: click.Context) -> CliContext:
-    obj = ctx.find_object(CliContext)
-    assert obj is not None
-    return obj
 
 
 @takes_settings
@@ -54,7 +49,7 @@ def bench(ctx: click.Context, messages: int, local: bool | None, as_json: bool) 
     A scratch queue is filled with MESSAGES distinct synthetic events and drained by one
     `sluice run --drain` process into a scratch table, which is then counted and dropped.
     """
-    obj = _context(ctx)
+    obj = cli_context(ctx)
     result = measure(obj, messages, local)
     if as_json:
         click.echo(json.dumps(bench_document(result)))
@@ -177,7 +172,7 @@ def plan(
     Plain arithmetic: it contacts nothing unless asked (`--measure`, or `queue` for
     --backlog/--arrival).
     """
-    obj = _context(ctx)
+    obj = cli_context(ctx)
     chosen = list(rates) or ([] if measure_rate else ["documented"])
     if measure_rate and "measure" not in chosen:
         chosen.append("measure")
@@ -239,8 +234,6 @@ def _backlog(obj: CliContext, settings: Settings, raw: str) -> int:
             return parse_count(raw)
         except ValueError as exc:
             raise ValueError(f"--backlog: {exc}, or `queue`") from None
-    from sluice.cli_status import gather_status
-
     doc = run_async(gather_status(settings, None, obj.credentials()))
     queue = doc["queue"]
     return int(queue["visible"] + queue["in_flight"] + queue["delayed"])
@@ -252,8 +245,6 @@ def _arrival(obj: CliContext, settings: Settings, raw: str) -> float:
             return parse_rate(raw)
         except ValueError as exc:
             raise ValueError(f"--arrival: {exc}, or `queue`") from None
-    from sluice.cli_status import gather_status
-
     doc = run_async(gather_status(settings, None, obj.credentials()))
     arrival = (doc.get("throughput") or {}).get("5m", {}).get("arrival")
     if arrival is None:

@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice.cli import EXIT_CONFIG, fail
+from sluice.cli.common import EXIT_CONFIG, fail
 from sluice.errors import ConfigError
 from sluice.plan.capacity import format_duration
 from sluice.plan.scenario import DAY, Scenario, ScenarioError, load_scenario

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from sluice.cli.common import EXIT_CONFIG, cli_context, fail, run_async
+from sluice.cli.options import takes_settings
 from sluice.config import Settings
 from sluice.errors import TransientError
 from sluice.plan.capacity import format_duration
@@ -144,3 +147,49 @@ async def watch_status(
 async def scale_supervisor(settings: Settings, workers: str) -> dict[str, Any]:
     payload: dict[str, Any] = {"workers": "auto" if workers == "auto" else int(workers)}
     return await request_control(settings.control_socket_path, "POST", "/scale", payload)
+
+
+@takes_settings
+@click.command()
+@click.option("--url", default=None, help="A supervisor's PORT, e.g. http://10.0.0.5:3000.")
+@click.option(
+    "--watch",
+    "every",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    is_flag=False,
+    flag_value=5.0,
+    help="Refresh every N seconds (default 5) until Ctrl-C.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def status(ctx: click.Context, url: str | None, every: float | None, as_json: bool) -> None:
+    """Queue depth, in flight, DLQ, oldest age, throughput (1 and 5 min), workers, drain ETA.
+
+    Asks the supervisor on SLUICE_CONTROL_SOCKET (or --url); without one, shows the queue's
+    own figures from GetQueueAttributes.
+    """
+    obj = cli_context(ctx)
+    settings = obj.settings()
+    if every is None:
+        render_status(run_async(gather_status(settings, url, obj.credentials())), as_json=as_json)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(watch_status(settings, obj.credentials(), url=url, every=every, as_json=as_json))
+
+
+@takes_settings
+@click.command()
+@click.argument("workers")
+@click.pass_context
+def scale(ctx: click.Context, workers: str) -> None:
+    """Set a running supervisor's worker count now (WORKERS), or `auto` to hand it back to
+    the autoscaling policy. Talks to SLUICE_CONTROL_SOCKET."""
+    if workers != "auto" and not workers.isdigit():
+        fail(f"WORKERS={workers!r} is invalid: must be a whole number or 'auto'", EXIT_CONFIG)
+    doc = run_async(scale_supervisor(cli_context(ctx).settings(), workers))
+    click.echo(
+        f"supervisor {doc['supervisor']['pid']}: {doc['workers']['desired']} worker(s) desired, "
+        f"{doc['workers']['running']} running ({doc['supervisor']['mode']})",
+        err=True,
+    )

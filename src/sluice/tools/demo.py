@@ -16,19 +16,19 @@ from typing import Any
 
 import orjson
 
-from sluice.checker import CheckReport, Sent, check, key_function
 from sluice.config import Settings, load_settings
-from sluice.dlq import peek, release
 from sluice.errors import FailureReason
 from sluice.extras import DUCKDB, missing_extra
 from sluice.local.emulator import EMULATOR_CREDENTIALS
 from sluice.mapping import load_mapping
 from sluice.observe.stats import WorkerCounters
 from sluice.runtime.worker import RunSummary, build_sink, run_worker
-from sluice.sender import send_bodies
 from sluice.sinks.sql import quote_table
 from sluice.sources.sqs import SqsQueue, call, sqs_client
-from sluice.synth import SyntheticMessage, synthetic_stream
+from sluice.tools.checker import CheckReport, Sent, check, key_function
+from sluice.tools.dlq import peek, release
+from sluice.tools.sender import send_bodies
+from sluice.tools.synth import SyntheticMessage, synthetic_stream
 
 try:  # an extra (pyproject.toml): the demo loads into DuckDB
     import duckdb

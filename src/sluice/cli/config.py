@@ -9,14 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sluice.cli import CliContext
-from sluice.cli_options import takes_settings
-
-
-def _obj(ctx: click.Context) -> CliContext:
-    obj = ctx.find_object(CliContext)
-    assert obj is not None
-    return obj
+from sluice.cli.common import cli_context
+from sluice.cli.options import takes_settings
 
 
 @click.group()
@@ -33,7 +27,7 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
     environment, a flag, the default, or derived (computed at start-up)."""
     from sluice.config_sources import setting_sources
 
-    obj = _obj(ctx)
+    obj = cli_context(ctx)
     rows = setting_sources(os.environ, obj.flags, obj.config_file, obj.settings())
     if as_json:
         click.echo(json.dumps({row.name: row.document() for row in rows}, indent=2))

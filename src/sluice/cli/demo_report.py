@@ -8,9 +8,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sluice.cli_progress import counting_progress, drain_progress
-from sluice.demo import DemoReport, reason_label, run_demo
+from sluice.cli.progress import counting_progress, drain_progress
 from sluice.local.emulator import running_emulator
+from sluice.tools.demo import DemoReport, reason_label, run_demo
 
 
 def run_and_report_demo(messages: int, database: Path, seed: int) -> bool:

@@ -29,9 +29,9 @@ from sluice.errors import PermanentError, TransientError
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator
 from sluice.mapping import load_mapping
 from sluice.runtime.worker import build_sink
-from sluice.sender import send_bodies
 from sluice.sources.sqs import SqsQueue, call, sqs_client
-from sluice.synth import synthetic_stream
+from sluice.tools.sender import send_bodies
+from sluice.tools.synth import synthetic_stream
 
 
 @dataclass(frozen=True)

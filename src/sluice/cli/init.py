@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 import click
 
-from sluice.cli import EXIT_SCHEMA, fail
+from sluice.cli.common import EXIT_SCHEMA, chosen_sink, cli_context, fail, run_async
+from sluice.cli.options import takes_settings
+from sluice.runtime.worker import build_sink, sink_mapping
 from sluice.sinks.base import Sink
 from sluice.sinks.schema_plan import SchemaPlan
 
@@ -54,3 +56,40 @@ def report(table: str, sink: str, created: bool, plan: SchemaPlan, applied: bool
             EXIT_SCHEMA,
         )
     click.echo(f"{where} now matches the mapping ({len(plan.changes)} change(s) made)")
+
+
+@takes_settings
+@click.command("init-db")
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Print the CREATE TABLE for the configured sink and exit; connect to nothing.",
+)
+@click.option(
+    "--apply",
+    "apply_changes",
+    is_flag=True,
+    help="Make the listed changes to an existing table: add missing columns and the unique "
+    "index on dedupe_key. Nothing is ever dropped or retyped.",
+)
+@click.pass_context
+def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
+    """Create the target table from the mapping; on an existing table, list what it lacks
+    and, with --apply, add it."""
+    obj = cli_context(ctx)
+    settings = obj.settings()
+    kind = chosen_sink(settings)
+    mapping = sink_mapping(settings)
+    if print_only:
+        from sluice.sinks.sql import create_table_sql, dialect_for
+
+        ddl = create_table_sql(dialect_for(kind.value), mapping, settings.redshift_sort_key)
+        click.echo(ddl + ";")
+        return
+
+    def make_sink() -> Sink:
+        return build_sink(settings, mapping, credentials=obj.credentials())
+
+    created, plan, applied = run_async(create_or_adopt(make_sink, apply=apply_changes))
+    report(mapping.table, kind.value, created, plan, applied)
