@@ -33,14 +33,6 @@ from sluice.config_parse import (
     read_toml,
     table_identifier,
 )
-from sluice.config_redshift import (
-    REDSHIFT_SPECS,
-    RedshiftConnection,
-    RedshiftLoadPath,
-    RedshiftMergeLock,
-    check_redshift,
-    redshift_defaults,
-)
 from sluice.config_region import FALLBACK_REGION, resolve_region
 from sluice.config_sink import SinkKind, infer_from
 from sluice.dsn import mask_dsn
@@ -49,6 +41,14 @@ from sluice.faultpoints import FaultPoint
 from sluice.memory import MIB, default_max_held_bytes, memory_limit
 from sluice.model import SQS_MAX_MESSAGE_BYTES
 from sluice.scaling import MAX_PROCESSES, AutoscalePolicy, ScaleRange
+from sluice.sinks.redshift.settings import (
+    REDSHIFT_SPECS,
+    RedshiftConnection,
+    RedshiftLoadPath,
+    RedshiftMergeLock,
+    check_redshift,
+    redshift_defaults,
+)
 
 
 class SqsClientKind(enum.Enum):

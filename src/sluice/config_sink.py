@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sluice.config_redshift import RedshiftConnection
 from sluice.errors import ConfigError
+from sluice.sinks.redshift.settings import RedshiftConnection
 
 if TYPE_CHECKING:
     from sluice.config import Settings

@@ -79,8 +79,8 @@ EXPECTED_ACTIONS = {
 # caller and so appear in no file.
 WORKER_CALLS = {
     "sqs": (("sources/sqs.py", "sources/sqs_dlq.py", "sender.py"), "sqs"),
-    "s3": (("sinks/s3_staging.py",), "s3"),
-    "redshift-data": (("sinks/redshift_data.py",), "redshift-data"),
+    "s3": (("sinks/redshift/staging.py",), "s3"),
+    "redshift-data": (("sinks/redshift/data_api.py",), "redshift-data"),
 }
 OPERATION_ACTIONS = {
     "ReceiveMessage": "sqs:ReceiveMessage",

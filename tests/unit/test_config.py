@@ -369,7 +369,7 @@ ROLE = "arn:aws:iam::123456789012:role/sluice-copy"
 
 def test_redshift_defaults_are_larger_batches_inside_the_visibility_budget() -> None:
     from sluice.config import Settings
-    from sluice.config_redshift import DEFAULT_VISIBILITY
+    from sluice.sinks.redshift.settings import DEFAULT_VISIBILITY
 
     assert Settings().visibility_timeout == DEFAULT_VISIBILITY
     s = load_settings(REDSHIFT_ENV)

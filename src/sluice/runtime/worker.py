@@ -48,7 +48,7 @@ def build_sink(
     # Drivers are imported on demand: DuckDB and Arrow alone add ~45 MB to a worker's RSS.
     kind = require_sink(settings)  # never DuckDB for want of a choice
     if kind is SinkKind.REDSHIFT:
-        from sluice.sinks.redshift_build import build_redshift_sink
+        from sluice.sinks.redshift.build import build_redshift_sink
 
         return build_redshift_sink(settings, mapping, faults, credentials)
     if kind is SinkKind.POSTGRES:

@@ -25,7 +25,7 @@ class Dialect:
     reported_types: Mapping[ColumnType, tuple[str, ...]]
     # How JSON text written as a literal becomes the JSON column type ({} is the literal).
     json_from_text: str = "{}"
-    # Prefix that makes a string literal read backslash escapes (see redshift_sql.literal).
+    # Prefix that makes a string literal read backslash escapes (see redshift.sql.string_literal).
     escaped_string_prefix: str = "E"
     # Appended to CREATE TABLE: distribution and sort keys ({dist} and {sort} are quoted).
     table_options: str = ""

@@ -11,15 +11,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.aws_errors import NO_ANSWER, AwsService, classify
 from sluice.config import Settings
-from sluice.config_redshift import RedshiftConnection, RedshiftMergeLock
 from sluice.errors import PermanentError, TransientError
 from sluice.mapping import TableMapping
 from sluice.sinks.base import FaultHook
-from sluice.sinks.redshift import RedshiftSink, StatementRunner
-from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget, PollPolicy
-from sluice.sinks.redshift_direct import CredentialsProvider, DbCredentials, DirectRunner
-from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES, MergeLock
-from sluice.sinks.s3_staging import S3Stager, StagingLocation
+from sluice.sinks.redshift.data_api import DataApiRunner, DataApiTarget, PollPolicy
+from sluice.sinks.redshift.direct import CredentialsProvider, DbCredentials, DirectRunner
+from sluice.sinks.redshift.settings import RedshiftConnection, RedshiftMergeLock
+from sluice.sinks.redshift.sink import RedshiftSink, StatementRunner
+from sluice.sinks.redshift.sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES, MergeLock
+from sluice.sinks.redshift.staging import S3Stager, StagingLocation
 from sluice.sinks.sql import REDSHIFT, Dialect
 
 # Redshift accepts SQL text up to 16 MB on a connection; the Data API, 100 KB a statement.
