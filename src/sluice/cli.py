@@ -54,7 +54,7 @@ class CliContext:
     def credentials(self) -> dict[str, str] | None:
         """Dummy keys for an emulator endpoint when none are configured; else AWS's chain."""
         s = self.settings()
-        endpoints = (s.sqs_endpoint_url, s.s3_endpoint_url, s.redshift_data_endpoint_url)
+        endpoints = (s.sqs_endpoint_url, s.redshift.s3_endpoint_url, s.redshift.data_endpoint_url)
         local = any(e is not None for e in endpoints)
         configured = any(os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE"))
         return EMULATOR_CREDENTIALS if local and not configured else None
@@ -262,9 +262,10 @@ def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
     kind = _chosen_sink(settings)
     mapping = sink_mapping(settings)
     if print_only:
-        from sluice.sinks.sql import create_table_sql, dialect_for
+        from sluice.sinks.profiles import PROFILES
+        from sluice.sinks.sql import create_table_sql
 
-        ddl = create_table_sql(dialect_for(kind.value), mapping, settings.redshift_sort_key)
+        ddl = create_table_sql(PROFILES[kind].dialect, mapping, settings.redshift.sort_key)
         click.echo(ddl + ";")
         return
 

@@ -462,7 +462,7 @@ def test_the_insert_path_groups_statements_at_most_40_and_1_mb_to_a_batch(
         inserts = [s for sqls in batches for s in sqls if s.startswith('INSERT INTO "sluice_')]
         return sum(s.count("), (") + 1 for s in inserts)
 
-    assert settings.redshift_copy is False
+    assert settings.redshift.copy is False
     assert run(moto, work) == 2000
     assert history_since(moto, before)[0] == 'LOCK "appsflyer_events"'  # no isolation query
 

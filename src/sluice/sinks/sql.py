@@ -120,12 +120,6 @@ REDSHIFT = Dialect(
     adds_not_null_bare=False,
 )
 REDSHIFT_MAX_VARCHAR = 65535  # bytes
-DIALECTS = {d.name: d for d in (POSTGRES, DUCKDB, REDSHIFT)}
-
-
-def dialect_for(sink: str) -> Dialect:
-    """The dialect of a sink kind (``SinkKind.value``)."""
-    return DIALECTS[sink]
 
 
 def quote(identifier: str) -> str:
