@@ -70,6 +70,8 @@ def _no_rules(settings: SinkSettings) -> None:
 
 @dataclass(frozen=True)
 class WarehouseProfile:
+    """One warehouse's capabilities and wants; ``PROFILES`` holds one per kind."""
+
     kind: SinkKind
     dialect: Dialect
     build: SinkBuilder
