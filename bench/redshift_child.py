@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import sluice.sinks.redshift_build as build
+import sluice.sinks.redshift.build as build
 from sluice.cli import main
 from sluice.sinks.sql import POSTGRES
 

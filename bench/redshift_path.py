@@ -48,7 +48,6 @@ from bench.common import (  # noqa: E402
     measure_worker,
 )
 from bench.throughput import fill  # noqa: E402
-from sluice.config_redshift import REDSHIFT_DEFAULTS  # noqa: E402
 from sluice.local.emulator import (  # noqa: E402
     EMULATOR_CREDENTIALS,
     Emulator,
@@ -56,6 +55,7 @@ from sluice.local.emulator import (  # noqa: E402
 )
 from sluice.mapping import load_mapping  # noqa: E402
 from sluice.model import ReceivedMessage  # noqa: E402
+from sluice.sinks.redshift.settings import REDSHIFT_DEFAULTS  # noqa: E402
 from sluice.sinks.sql import POSTGRES, create_table_sql  # noqa: E402
 from sluice.tools.synth import synthetic_stream  # noqa: E402
 
@@ -164,10 +164,10 @@ def requests(args: argparse.Namespace) -> None:
 
 
 async def _count(endpoint: str, path: str, batches: int, rows_per_batch: int) -> dict[str, int]:
-    from sluice.sinks.redshift import RedshiftSink
-    from sluice.sinks.redshift_build import AwsClients
-    from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget, PollPolicy
-    from sluice.sinks.s3_staging import S3Stager, StagingLocation
+    from sluice.sinks.redshift.build import AwsClients
+    from sluice.sinks.redshift.data_api import DataApiRunner, DataApiTarget, PollPolicy
+    from sluice.sinks.redshift.sink import RedshiftSink
+    from sluice.sinks.redshift.staging import S3Stager, StagingLocation
 
     mapping = load_mapping(None, "appsflyer_events").with_text_limit(65535)
     clients = AwsClients("us-east-1", EMULATOR_CREDENTIALS, 8, 60)

@@ -14,7 +14,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,6 @@ from sluice.config_parse import (
     read_toml,
     table_identifier,
 )
-from sluice.config_redshift import (
-    REDSHIFT_SPECS,
-    RedshiftConnection,
-    RedshiftLoadPath,
-    RedshiftMergeLock,
-    check_redshift,
-    redshift_defaults,
-)
 from sluice.config_region import FALLBACK_REGION, resolve_region
 from sluice.config_sink import SinkKind, infer_from
 from sluice.dsn import mask_dsn
@@ -49,6 +41,8 @@ from sluice.faultpoints import FaultPoint
 from sluice.memory import MIB, default_max_held_bytes, memory_limit
 from sluice.model import SQS_MAX_MESSAGE_BYTES
 from sluice.scaling import MAX_PROCESSES, AutoscalePolicy, ScaleRange
+from sluice.sinks.profiles import PROFILES, WarehouseProfile
+from sluice.sinks.redshift.settings import REDSHIFT_SPECS, REDSHIFT_TARGET_SPECS, RedshiftSettings
 
 
 class SqsClientKind(enum.Enum):
@@ -77,9 +71,6 @@ class Settings:
     enable_consumer: bool = True
     port: int = 3000
     table_name: str = "appsflyer_events"
-    redshift_cluster_identifier: str | None = None
-    redshift_database: str | None = None
-    redshift_db_user: str | None = None
     sink: SinkKind | None = None  # inferred when not given; see config_sink
     database_url: str | None = None
     duckdb_path: str = "sluice.duckdb"
@@ -111,19 +102,7 @@ class Settings:
     restart_max_backoff: float = 30.0
     control_socket: str | None = None
     http_host: str = "0.0.0.0"  # noqa: S104  probes and Prometheus scrape from outside
-    redshift_connection: RedshiftConnection = RedshiftConnection.DATA_API
-    redshift_workgroup: str | None = None
-    redshift_secret_arn: str | None = None
-    redshift_iam_auth: bool = False
-    redshift_load_path: RedshiftLoadPath = RedshiftLoadPath.AUTO
-    redshift_merge_lock: RedshiftMergeLock = RedshiftMergeLock.AUTO
-    redshift_iam_role: str | None = None
-    redshift_sort_key: str | None = None
-    redshift_statement_timeout: float = 300.0
-    s3_staging_uri: str | None = None
-    s3_endpoint_url: str | None = None
-    redshift_data_endpoint_url: str | None = None
-    redshift_endpoint_url: str | None = None
+    redshift: RedshiftSettings = field(default_factory=RedshiftSettings)
     # Derived, not a setting: the variables SLUICE_SINK was inferred from, for the logs.
     sink_inferred_from: str | None = None
 
@@ -133,20 +112,22 @@ class Settings:
         return max(0.5, self.visibility_timeout / 6)
 
     @property
+    def profile(self) -> WarehouseProfile | None:
+        """What the chosen warehouse allows and wants (None until a sink is chosen)."""
+        return None if self.sink is None else PROFILES[self.sink]
+
+    @property
     def effective_load_concurrency(self) -> int:
-        # DuckDB allows one writer per file; parallel loads would only queue on its lock.
-        return 1 if self.sink is SinkKind.DUCKDB else self.load_concurrency
+        profile = self.profile
+        return (
+            self.load_concurrency
+            if profile is None
+            else profile.load_concurrency(self.load_concurrency)
+        )
 
     @property
     def sink_value(self) -> str:
         return "" if self.sink is None else self.sink.value
-
-    @property
-    def redshift_copy(self) -> bool:
-        """Whether the Redshift sink stages batches in S3 (else multi-row INSERTs)."""
-        if self.redshift_load_path is RedshiftLoadPath.AUTO:
-            return self.s3_staging_uri is not None
-        return self.redshift_load_path is RedshiftLoadPath.COPY
 
     @property
     def supervised(self) -> bool:
@@ -183,9 +164,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("enable_consumer", "ENABLE_SQS_CONSUMER", parse_bool, "false: run without consuming"),
     Spec("port", "PORT", int_range(0, 65535), "HTTP port for /metrics, /healthz, /readyz (0: off)"),
     Spec("table_name", "REDSHIFT_TABLE_NAME", table_identifier, "target table, whatever the sink"),
-    Spec("redshift_cluster_identifier", "REDSHIFT_CLUSTER_IDENTIFIER", nonempty_text, "Redshift"),
-    Spec("redshift_database", "REDSHIFT_DATABASE", nonempty_text, "Redshift database"),
-    Spec("redshift_db_user", "REDSHIFT_DB_USER", nonempty_text, "Redshift database user"),
+    *REDSHIFT_TARGET_SPECS,
     Spec("sink", "SLUICE_SINK", enum_of(SinkKind), "warehouse: duckdb, postgres or redshift"),
     Spec("database_url", "SLUICE_DATABASE_URL", pg_url, "PostgreSQL DSN", secret=True),
     Spec("duckdb_path", "SLUICE_DUCKDB_PATH", nonempty_text, "DuckDB database file"),
@@ -251,7 +230,13 @@ SPECS: tuple[Spec, ...] = (
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
 _DERIVED = {"sink_inferred_from"}
-assert set(_BY_NAME) | _DERIVED == {f.name for f in fields(Settings)}, "every setting: a spec"
+# The nested settings objects, by their field in Settings.
+_GROUPS: dict[str, type[RedshiftSettings]] = {"redshift": RedshiftSettings}
+assert {spec.attribute for spec in SPECS} | _DERIVED == {
+    f"{f.name}.{inner.name}" if f.name in _GROUPS else f.name
+    for f in fields(Settings)
+    for inner in (fields(_GROUPS[f.name]) if f.name in _GROUPS else (f,))
+}, "every setting: a spec"
 
 
 def load_settings(
@@ -287,7 +272,21 @@ def load_settings(
         given, values.get("queue_url"), values.get("dlq_url"), env
     )
     _derived_defaults(values)
-    return _checked(Settings(**values))
+    return _checked(_assembled(values))
+
+
+def _assembled(values: Mapping[str, Any]) -> Settings:
+    """Settings from values by spec name: nested ones (``redshift.database``) in their group."""
+    top: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {name: {} for name in _GROUPS}
+    for name, value in values.items():
+        group, _, attribute = (_BY_NAME[name].attribute if name in _BY_NAME else name).rpartition(
+            "."
+        )
+        (groups[group] if group else top)[attribute] = value
+    for name, group_type in _GROUPS.items():
+        top[name] = group_type(**groups[name])
+    return Settings(**top)
 
 
 def _checked(settings: Settings) -> Settings:
@@ -314,8 +313,11 @@ def _derived_defaults(values: dict[str, Any]) -> None:
         if inferred.sink is not None:
             values["sink"] = inferred.sink
             values["sink_inferred_from"] = inferred.because
-    if values.get("sink") is SinkKind.REDSHIFT:
-        redshift_defaults(values)
+    sink = values.get("sink")
+    if isinstance(sink, SinkKind):
+        visibility = int(values.get("visibility_timeout", Settings.visibility_timeout))
+        for name, value in PROFILES[sink].defaults.for_visibility(visibility).items():
+            values.setdefault(name, value)
 
 
 def _as_text(value: object) -> str:
@@ -328,10 +330,9 @@ def _as_text(value: object) -> str:
 
 def _check_together(s: Settings) -> None:
     """Rules that involve more than one setting."""
-    if s.sink is SinkKind.POSTGRES and not s.database_url:
-        raise ConfigError("SLUICE_DATABASE_URL is required when SLUICE_SINK=postgres")
-    if s.sink is SinkKind.REDSHIFT:
-        check_redshift(s)
+    profile = s.profile
+    if profile is not None:
+        profile.check(s)
     if s.batch_max_age * 2 >= s.visibility_timeout:
         raise ConfigError(
             f"SLUICE_BATCH_MAX_AGE={s.batch_max_age:g} is invalid: must be under half of "
@@ -343,10 +344,11 @@ def _check_together(s: Settings) -> None:
             f"SLUICE_PROCESSES={s.processes} conflicts with SLUICE_AUTOSCALE={s.autoscale}: "
             "give a fixed count or a range, not both"
         )
-    if s.supervised and s.sink is SinkKind.DUCKDB:
+    if s.supervised and profile is not None and profile.max_writers is not None:
+        writers = "one" if profile.max_writers == 1 else profile.max_writers
         raise ConfigError(
-            "SLUICE_SINK=duckdb allows one writer process: use SLUICE_SINK=postgres (or one "
-            "process) with SLUICE_PROCESSES or SLUICE_AUTOSCALE"
+            f"SLUICE_SINK={s.sink_value} allows {writers} writer process: "
+            "use SLUICE_SINK=postgres (or one process) with SLUICE_PROCESSES or SLUICE_AUTOSCALE"
         )
     if s.max_held_bytes < s.max_messages * SQS_MAX_MESSAGE_BYTES:
         raise ConfigError(
@@ -371,7 +373,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     """Every setting that has a value, as the environment variable that sets it."""
     env = {}
     for spec in SPECS:
-        value = getattr(settings, spec.name)
+        value = spec.value_of(settings)
         if value is not None:
             env[spec.env] = _as_text(value)
     return env
@@ -381,7 +383,7 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     """(setting, source variable, value) rows for ``sluice config show``, secrets masked."""
     rows = []
     for spec in SPECS:
-        value = getattr(settings, spec.name)
+        value = spec.value_of(settings)
         if value is None:
             text = ""
         elif spec.secret:

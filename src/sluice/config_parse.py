@@ -4,6 +4,7 @@ what is allowed, which ``load_settings`` prefixes with the setting's name."""
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import tomllib
@@ -18,17 +19,28 @@ from sluice.errors import ConfigError
 
 @dataclass(frozen=True)
 class Spec:
-    """One setting: its field name, its environment variable, its parser and its help."""
+    """One setting: its name (TOML key, flag), its environment variable, its parser and its
+    help; ``field`` is where it lives in ``Settings`` when nested (``redshift.database``)."""
 
     name: str
     env: str
     parse: Callable[[str], object]
     help: str
     secret: bool = False
+    field: str = ""
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def attribute(self) -> str:
+        """The dotted path of the value in ``Settings``: its ``field``, else its name."""
+        return self.field or self.name
+
+    def value_of(self, settings: object) -> object:
+        """This setting's value in ``settings``, however deep it is nested."""
+        return functools.reduce(getattr, self.attribute.split("."), settings)
 
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")

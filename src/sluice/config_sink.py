@@ -12,13 +12,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from sluice.config_redshift import RedshiftConnection
 from sluice.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sluice.config import Settings
+from sluice.sinks.redshift.settings import RedshiftConnection, RedshiftSettings
 
 
 class SinkKind(enum.Enum):
@@ -86,9 +83,28 @@ def infer_from(values: Mapping[str, Any]) -> SinkInference:
     )
 
 
-def require_sink(settings: Settings) -> SinkKind:
+class SinkChoice(Protocol):
+    """What the choice of a sink reads of the settings (``Settings`` is one)."""
+
+    @property
+    def sink(self) -> SinkKind | None: ...
+    @property
+    def database_url(self) -> str | None: ...
+    @property
+    def redshift(self) -> RedshiftSettings: ...
+
+
+def require_sink(settings: SinkChoice) -> SinkKind:
     """The sink to load into; without one (none given, and none or two inferable), the one
     line listing the choices. Only what loads needs it: `config show` works without."""
     if settings.sink is None:
-        raise ConfigError(infer_from(vars(settings)).because)
+        redshift = settings.redshift
+        raise ConfigError(
+            infer_sink(
+                cluster_identifier=redshift.cluster_identifier,
+                workgroup=redshift.workgroup,
+                direct_redshift=redshift.connection is RedshiftConnection.DIRECT,
+                database_url=settings.database_url,
+            ).because
+        )
     return settings.sink

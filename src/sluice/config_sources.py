@@ -8,7 +8,6 @@ Redshift flush defaults) and so differs from the plain default.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,13 +64,13 @@ def setting_sources(
             given[name] = Source("flag", "--" + name.replace("_", "-"))
     # The masking and the spelling are settings_environment's and mask_secret_url's own.
     spelled = settings_environment(settings)
-    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    defaults = Settings()
     rows = []
     for spec in SPECS:
-        value = getattr(settings, spec.name)
+        value = spec.value_of(settings)
         source = given.get(spec.name)
         if source is None:
-            source = _not_given(spec.name, value, defaults[spec.name], settings)
+            source = _not_given(spec.name, value, spec.value_of(defaults), settings)
         text = spelled.get(spec.env)
         if text is not None and spec.secret:
             text = mask_secret_url(text)

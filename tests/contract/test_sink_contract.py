@@ -25,9 +25,9 @@ from sluice.sinks.base import RowsRejectedError, Sink
 from sluice.sinks.duckdb import DuckDBSink
 from sluice.sinks.memory import MemorySink
 from sluice.sinks.postgres import PostgresSink
-from sluice.sinks.redshift import RedshiftSink
-from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget
-from sluice.sinks.redshift_direct import DirectRunner
+from sluice.sinks.redshift.data_api import DataApiRunner, DataApiTarget
+from sluice.sinks.redshift.direct import DirectRunner
+from sluice.sinks.redshift.sink import RedshiftSink
 from sluice.sinks.sql import POSTGRES
 from tests.support.data_api_postgres import PostgresDataApi
 

@@ -112,7 +112,7 @@ def test_redshift_profile_uses_the_old_variables_from_the_shell(compose: dict[st
     for name, value in shell.items():
         assert env[name] == value, name
     settings = load_settings(env)
-    assert settings.sink is SinkKind.REDSHIFT and settings.redshift_copy
+    assert settings.sink is SinkKind.REDSHIFT and settings.redshift.copy
     assert "AWS_ENDPOINT_URL_SQS" not in env and "SLUICE_DATABASE_URL" not in env
     limits = service["deploy"]["resources"]
     assert limits["limits"]["memory"] == "1G" and limits["reservations"]["memory"] == "768M"

@@ -79,8 +79,8 @@ EXPECTED_ACTIONS = {
 # caller and so appear in no file.
 WORKER_CALLS = {
     "sqs": (("sources/sqs.py", "sources/sqs_dlq.py", "sources/sqs_send.py"), "sqs"),
-    "s3": (("sinks/s3_staging.py",), "s3"),
-    "redshift-data": (("sinks/redshift_data.py",), "redshift-data"),
+    "s3": (("sinks/redshift/staging.py",), "s3"),
+    "redshift-data": (("sinks/redshift/data_api.py",), "redshift-data"),
 }
 OPERATION_ACTIONS = {
     "ReceiveMessage": "sqs:ReceiveMessage",
@@ -164,20 +164,20 @@ def test_each_scenario_passes_the_rules_and_loads_as_sluice_settings(
         assert not any(name.startswith(("REDSHIFT_C", "REDSHIFT_D", "SLUICE_S3")) for name in env)
         return
     assert settings.sink is SinkKind.REDSHIFT
-    assert settings.redshift_database == "events"
+    assert settings.redshift.database == "events"
     if "cluster" in scenario:
-        assert settings.redshift_cluster_identifier == "analytics"
-        assert settings.redshift_db_user == "sluice"
-        assert settings.redshift_workgroup is None
+        assert settings.redshift.cluster_identifier == "analytics"
+        assert settings.redshift.db_user == "sluice"
+        assert settings.redshift.workgroup is None
     else:
-        assert settings.redshift_workgroup == WORKGROUP_ARN
-        assert settings.redshift_cluster_identifier is None
+        assert settings.redshift.workgroup == WORKGROUP_ARN
+        assert settings.redshift.cluster_identifier is None
     if scenario.endswith("copy"):
-        assert settings.s3_staging_uri == "s3://acme-sluice-staging/sluice/events"
-        assert settings.redshift_iam_role == STAGING["CopyRoleArn"]
-        assert settings.redshift_copy
+        assert settings.redshift.s3_staging_uri == "s3://acme-sluice-staging/sluice/events"
+        assert settings.redshift.iam_role == STAGING["CopyRoleArn"]
+        assert settings.redshift.copy
     else:
-        assert settings.s3_staging_uri is None and not settings.redshift_copy
+        assert settings.redshift.s3_staging_uri is None and not settings.redshift.copy
 
 
 @pytest.mark.parametrize(

@@ -181,9 +181,9 @@ def test_the_default_is_the_redshift_overlay() -> None:
 def test_redshift_overlay_makes_a_redshift_worker_with_no_secret() -> None:
     settings = load_settings(environment("redshift"))
     assert settings.sink is SinkKind.REDSHIFT
-    assert settings.redshift_cluster_identifier and settings.redshift_db_user
-    assert settings.redshift_database
-    assert settings.redshift_copy and settings.redshift_iam_role
+    assert settings.redshift.cluster_identifier and settings.redshift.db_user
+    assert settings.redshift.database
+    assert settings.redshift.copy and settings.redshift.iam_role
     assert settings.enable_consumer is True
     assert "SLUICE_DATABASE_URL" not in environment("redshift")
 

@@ -28,16 +28,16 @@ from sluice.local.emulator import EMULATOR_CREDENTIALS, Emulator
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError
-from sluice.sinks.redshift import RedshiftSink
-from sluice.sinks.redshift_build import AwsClients, build_redshift_sink
-from sluice.sinks.redshift_data import (
+from sluice.sinks.redshift.build import AwsClients, build_redshift_sink
+from sluice.sinks.redshift.data_api import (
     DataApiRunner,
     DataApiTarget,
     PollPolicy,
     translate_client_error,
 )
-from sluice.sinks.redshift_sql import MergeLock
-from sluice.sinks.s3_staging import S3Stager, StagingLocation
+from sluice.sinks.redshift.sink import RedshiftSink
+from sluice.sinks.redshift.sql import MergeLock
+from sluice.sinks.redshift.staging import S3Stager, StagingLocation
 from tests.support.moto_control import column_records, control
 
 T = TypeVar("T")
@@ -462,7 +462,7 @@ def test_the_insert_path_groups_statements_at_most_40_and_1_mb_to_a_batch(
         inserts = [s for sqls in batches for s in sqls if s.startswith('INSERT INTO "sluice_')]
         return sum(s.count("), (") + 1 for s in inserts)
 
-    assert settings.redshift_copy is False
+    assert settings.redshift.copy is False
     assert run(moto, work) == 2000
     assert history_since(moto, before)[0] == 'LOCK "appsflyer_events"'  # no isolation query
 

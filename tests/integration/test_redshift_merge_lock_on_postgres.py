@@ -21,9 +21,9 @@ import psycopg
 import pytest
 
 from sluice.mapping import TableMapping, load_mapping
-from sluice.sinks.redshift import RedshiftSink
-from sluice.sinks.redshift_direct import DirectRunner
-from sluice.sinks.redshift_sql import MergeLock
+from sluice.sinks.redshift.direct import DirectRunner
+from sluice.sinks.redshift.sink import RedshiftSink
+from sluice.sinks.redshift.sql import MergeLock
 from sluice.sinks.sql import POSTGRES
 from tests.integration.test_redshift_on_postgres import (
     counts,

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from sluice.errors import SchemaError, TransientError
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import MappedRow, ReceivedMessage
-from sluice.sinks.redshift import RedshiftSink
-from sluice.sinks.redshift_direct import DirectRunner
-from sluice.sinks.redshift_sql import string_literal
+from sluice.sinks.redshift.direct import DirectRunner
+from sluice.sinks.redshift.sink import RedshiftSink
+from sluice.sinks.redshift.sql import string_literal
 from sluice.sinks.sql import POSTGRES
 
 HOSTILE = [

@@ -26,8 +26,8 @@ import pytest
 from sluice.config import Settings, load_settings
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import MappedRow, ReceivedMessage
-from sluice.sinks.redshift import RedshiftSink
-from sluice.sinks.redshift_build import build_redshift_sink
+from sluice.sinks.redshift.build import build_redshift_sink
+from sluice.sinks.redshift.sink import RedshiftSink
 from sluice.sinks.sql import REDSHIFT_MAX_VARCHAR, quote
 
 ENV = os.environ

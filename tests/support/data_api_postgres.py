@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from sluice.sinks.redshift_data import to_psycopg_params
+from sluice.sinks.redshift.data_api import to_psycopg_params
 
 
 class PostgresDataApi:

@@ -336,10 +336,16 @@ def test_describe_masks_a_password_given_as_a_uri_query_parameter() -> None:
 
 
 def test_describe_lists_every_setting_with_its_env_name() -> None:
+    from sluice.config import SPECS
+    from sluice.sinks.redshift.settings import RedshiftSettings
+
     rows = describe(load())
     derived = {"sink_inferred_from"}  # not a setting: where an inferred sink came from
-    assert sorted(name for name, _, _ in rows) == sorted(
-        set(Settings.__dataclass_fields__) - derived
+    # Nested settings are fields of their group (redshift.database for redshift_database).
+    attribute = {spec.name: spec.attribute for spec in SPECS}
+    nested = {f"redshift.{name}" for name in RedshiftSettings.__dataclass_fields__}
+    assert sorted(attribute[name] for name, _, _ in rows) == sorted(
+        set(Settings.__dataclass_fields__) - derived - {"redshift"} | nested
     )
     assert ("max_messages", "SQS_MAX_MESSAGES", "10") in rows
     assert ("queue_url", "SQS_QUEUE_URL", "") in rows
@@ -369,10 +375,10 @@ ROLE = "arn:aws:iam::123456789012:role/sluice-copy"
 
 def test_redshift_defaults_are_larger_batches_inside_the_visibility_budget() -> None:
     from sluice.config import Settings
-    from sluice.config_redshift import DEFAULT_VISIBILITY
 
-    assert Settings().visibility_timeout == DEFAULT_VISIBILITY
     s = load_settings(REDSHIFT_ENV)
+    # No copy of the visibility default to drift: the age derives from Settings' own.
+    assert s.batch_max_age == min(30.0, Settings().visibility_timeout / 4)
     assert (s.batch_max_rows, s.batch_max_age, s.load_concurrency) == (20_000, 30.0, 3)
     assert s.max_held_messages >= s.batch_max_rows * (s.load_concurrency + 1)
     short = load_settings(REDSHIFT_ENV | {"SLUICE_VISIBILITY_TIMEOUT": "40"})
@@ -390,7 +396,7 @@ def test_redshift_data_api_needs_a_complete_target() -> None:
     serverless = load_settings(
         {"SLUICE_SINK": "redshift", "REDSHIFT_DATABASE": "dev", "SLUICE_REDSHIFT_WORKGROUP": "wg"}
     )
-    assert serverless.redshift_copy is False  # no staging URI: the insert path
+    assert serverless.redshift.copy is False  # no staging URI: the insert path
 
 
 def test_redshift_copy_path_needs_the_role_and_a_valid_uri() -> None:
@@ -398,7 +404,7 @@ def test_redshift_copy_path_needs_the_role_and_a_valid_uri() -> None:
     with pytest.raises(ConfigError, match="SLUICE_REDSHIFT_IAM_ROLE is required"):
         load_settings(staged)
     s = load_settings(staged | {"SLUICE_REDSHIFT_IAM_ROLE": ROLE})
-    assert s.redshift_copy and s.s3_staging_uri == "s3://bucket/sluice"
+    assert s.redshift.copy and s.redshift.s3_staging_uri == "s3://bucket/sluice"
     with pytest.raises(ConfigError, match="s3://bucket/prefix"):
         load_settings(REDSHIFT_ENV | {"SLUICE_S3_STAGING_URI": "https://bucket/x"})
     with pytest.raises(ConfigError, match="must be an ARN"):
@@ -413,7 +419,7 @@ def test_redshift_direct_connection_refuses_unverified_tls_to_a_remote_host() ->
         load_settings(direct)
     remote = "postgresql://sluice:hunter2@cluster.example.com:5439/analytics"
     ok = load_settings(direct | {"SLUICE_DATABASE_URL": remote})  # verify-full by default
-    assert ok.redshift_connection.value == "direct"
+    assert ok.redshift.connection.value == "direct"
     with pytest.raises(ConfigError, match="sslmode=require is invalid") as caught:
         load_settings(direct | {"SLUICE_DATABASE_URL": remote + "?sslmode=require"})
     assert "hunter2" not in str(caught.value)

@@ -14,10 +14,10 @@ from sluice.faultpoints import FaultPoint
 from sluice.mapping import load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError
-from sluice.sinks.redshift import CONFLICT_ATTEMPTS, LoadPath, RedshiftSink
-from sluice.sinks.redshift_errors import SerializationConflict
-from sluice.sinks.redshift_sql import CURRENT_DATABASE_SQL, ISOLATION_SQL, MergeLock
-from sluice.sinks.s3_staging import S3Stager, StagingLocation
+from sluice.sinks.redshift.errors import SerializationConflict
+from sluice.sinks.redshift.sink import CONFLICT_ATTEMPTS, LoadPath, RedshiftSink
+from sluice.sinks.redshift.sql import CURRENT_DATABASE_SQL, ISOLATION_SQL, MergeLock
+from sluice.sinks.redshift.staging import S3Stager, StagingLocation
 from sluice.tools.synth import synthetic_stream
 
 MAPPING = load_mapping(None, "appsflyer_events")

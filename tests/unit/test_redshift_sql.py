@@ -12,8 +12,8 @@ from sluice.convert import ColumnType
 from sluice.mapping import Column, TableMapping, load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError
-from sluice.sinks.redshift_errors import SerializationConflict, classify_message
-from sluice.sinks.redshift_sql import (
+from sluice.sinks.redshift.errors import SerializationConflict, classify_message
+from sluice.sinks.redshift.sql import (
     MAX_BATCH_STATEMENTS,
     Isolation,
     MergeLock,

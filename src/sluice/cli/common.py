@@ -48,7 +48,7 @@ class CliContext:
     def credentials(self) -> dict[str, str] | None:
         """Dummy keys for an emulator endpoint when none are configured; else AWS's chain."""
         s = self.settings()
-        endpoints = (s.sqs_endpoint_url, s.s3_endpoint_url, s.redshift_data_endpoint_url)
+        endpoints = (s.sqs_endpoint_url, s.redshift.s3_endpoint_url, s.redshift.data_endpoint_url)
         local = any(e is not None for e in endpoints)
         configured = any(os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE"))
         return EMULATOR_CREDENTIALS if local and not configured else None

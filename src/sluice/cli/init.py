@@ -82,9 +82,10 @@ def init_db(ctx: click.Context, print_only: bool, apply_changes: bool) -> None:
     kind = chosen_sink(settings)
     mapping = sink_mapping(settings)
     if print_only:
-        from sluice.sinks.sql import create_table_sql, dialect_for
+        from sluice.sinks.profiles import PROFILES
+        from sluice.sinks.sql import create_table_sql
 
-        ddl = create_table_sql(dialect_for(kind.value), mapping, settings.redshift_sort_key)
+        ddl = create_table_sql(PROFILES[kind].dialect, mapping, settings.redshift.sort_key)
         click.echo(ddl + ";")
         return
 

@@ -14,7 +14,7 @@ import structlog
 
 from sluice.batching import FlushPolicy
 from sluice.config import Settings
-from sluice.config_sink import SinkKind, require_sink
+from sluice.config_sink import require_sink
 from sluice.errors import ConfigError, PermanentError, SluiceError, TransientError
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import SQS_MAX_MESSAGE_BYTES, CircuitState, StopReason
@@ -25,7 +25,7 @@ from sluice.pipeline import DRAIN_POLL_WAIT, Pipeline, PipelineOptions
 from sluice.policies import ExponentialBackoff
 from sluice.runtime.faults import FaultInjector, FaultySink, FaultySource
 from sluice.sinks.base import FaultHook, Sink
-from sluice.sinks.sql import REDSHIFT_MAX_VARCHAR
+from sluice.sinks.profiles import PROFILES
 from sluice.sources.sqs import SqsQueue, sqs_client
 from sluice.sources.sqs_dlq import SqsDeadLetterQueue
 
@@ -45,27 +45,8 @@ def build_sink(
     faults: FaultHook | None = None,
     credentials: dict[str, str] | None = None,
 ) -> Sink:
-    # Drivers are imported on demand: DuckDB and Arrow alone add ~45 MB to a worker's RSS.
     kind = require_sink(settings)  # never DuckDB for want of a choice
-    if kind is SinkKind.REDSHIFT:
-        from sluice.sinks.redshift_build import build_redshift_sink
-
-        return build_redshift_sink(settings, mapping, faults, credentials)
-    if kind is SinkKind.POSTGRES:
-        from sluice.sinks.postgres import PostgresSink
-
-        assert settings.database_url is not None  # checked in config
-        return PostgresSink(
-            settings.database_url,
-            mapping,
-            connections=settings.effective_load_concurrency,
-            application_name=f"sluice-{settings.worker_id}"[:63],
-            faults=faults,
-        )
-    assert kind is SinkKind.DUCKDB
-    from sluice.sinks.duckdb import DuckDBSink
-
-    return DuckDBSink(settings.duckdb_path, mapping, faults=faults)
+    return PROFILES[kind].build(settings, mapping, faults, credentials)
 
 
 def pipeline_options(
@@ -97,8 +78,9 @@ def pipeline_options(
 def sink_mapping(settings: Settings) -> TableMapping:
     """The mapping, with the limits of the configured warehouse applied."""
     mapping = load_mapping(settings.mapping_file, settings.table_name)
-    if settings.sink is SinkKind.REDSHIFT:
-        return mapping.with_text_limit(REDSHIFT_MAX_VARCHAR)
+    profile = settings.profile
+    if profile is not None and profile.text_limit is not None:
+        return mapping.with_text_limit(profile.text_limit)
     return mapping
 
 

@@ -1,1 +1,2 @@
-"""Warehouse sinks: PostgreSQL, DuckDB (and Redshift later), behind one protocol."""
+"""Warehouse sinks behind one protocol (``base``): PostgreSQL, DuckDB, Redshift (a package of
+its own) and the memory twin; ``profiles`` describes what each warehouse allows and wants."""

@@ -25,7 +25,7 @@ class Dialect:
     reported_types: Mapping[ColumnType, tuple[str, ...]]
     # How JSON text written as a literal becomes the JSON column type ({} is the literal).
     json_from_text: str = "{}"
-    # Prefix that makes a string literal read backslash escapes (see redshift_sql.literal).
+    # Prefix that makes a string literal read backslash escapes (see redshift.sql.string_literal).
     escaped_string_prefix: str = "E"
     # Appended to CREATE TABLE: distribution and sort keys ({dist} and {sort} are quoted).
     table_options: str = ""
@@ -120,12 +120,6 @@ REDSHIFT = Dialect(
     adds_not_null_bare=False,
 )
 REDSHIFT_MAX_VARCHAR = 65535  # bytes
-DIALECTS = {d.name: d for d in (POSTGRES, DUCKDB, REDSHIFT)}
-
-
-def dialect_for(sink: str) -> Dialect:
-    """The dialect of a sink kind (``SinkKind.value``)."""
-    return DIALECTS[sink]
 
 
 def quote(identifier: str) -> str:

@@ -5,27 +5,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sluice.aws_errors import NO_ANSWER, AwsService, classify
-from sluice.config import Settings
-from sluice.config_redshift import RedshiftConnection, RedshiftMergeLock
 from sluice.errors import PermanentError, TransientError
 from sluice.mapping import TableMapping
 from sluice.sinks.base import FaultHook
-from sluice.sinks.redshift import RedshiftSink, StatementRunner
-from sluice.sinks.redshift_data import DataApiRunner, DataApiTarget, PollPolicy
-from sluice.sinks.redshift_direct import CredentialsProvider, DbCredentials, DirectRunner
-from sluice.sinks.redshift_sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES, MergeLock
-from sluice.sinks.s3_staging import S3Stager, StagingLocation
+from sluice.sinks.redshift.data_api import DataApiRunner, DataApiTarget, PollPolicy
+from sluice.sinks.redshift.direct import CredentialsProvider, DbCredentials, DirectRunner
+from sluice.sinks.redshift.settings import RedshiftConnection, RedshiftMergeLock, RedshiftSettings
+from sluice.sinks.redshift.sink import RedshiftSink, StatementRunner
+from sluice.sinks.redshift.sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES, MergeLock
+from sluice.sinks.redshift.staging import S3Stager, StagingLocation
 from sluice.sinks.sql import REDSHIFT, Dialect
 
 # Redshift accepts SQL text up to 16 MB on a connection; the Data API, 100 KB a statement.
 DIRECT_MAX_STATEMENT_BYTES = 15_000_000
 DIRECT_MAX_TRANSACTION_BYTES = 1 << 40  # no request body to keep small
 CREDENTIALS_SECONDS = 900
+
+
+class BuildSettings(Protocol):
+    """What building the sink reads of the settings (``Settings`` is one)."""
+
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def aws_region(self) -> str: ...
+    @property
+    def database_url(self) -> str | None: ...
+    @property
+    def effective_load_concurrency(self) -> int: ...
+    @property
+    def redshift(self) -> RedshiftSettings: ...
 
 
 class AwsClients:
@@ -108,7 +122,7 @@ class _ClosingRunner:
 
 
 def build_redshift_sink(
-    settings: Settings,
+    settings: BuildSettings,
     mapping: TableMapping,
     faults: FaultHook | None = None,
     credentials: dict[str, str] | None = None,
@@ -117,57 +131,54 @@ def build_redshift_sink(
 ) -> RedshiftSink:
     """The sink for the settings. ``dialect`` is REDSHIFT except where a benchmark runs the
     same statements on PostgreSQL (bench/redshift_child.py)."""
+    redshift = settings.redshift
     pool = 2 * settings.effective_load_concurrency + 4
     clients = AwsClients(settings.aws_region, credentials, pool, read_timeout=60)
     runner: StatementRunner
     max_bytes, max_transaction = DIRECT_MAX_STATEMENT_BYTES, DIRECT_MAX_TRANSACTION_BYTES
-    if settings.redshift_connection is RedshiftConnection.DIRECT:
+    if redshift.connection is RedshiftConnection.DIRECT:
         assert settings.database_url is not None  # checked in config
         runner = DirectRunner(
             settings.database_url,
             connections=settings.effective_load_concurrency,
-            credentials=_cluster_credentials(settings, clients)
-            if settings.redshift_iam_auth
-            else None,
+            credentials=_cluster_credentials(settings, clients) if redshift.iam_auth else None,
             application_name=f"sluice-{settings.worker_id}"[:63],
         )
     else:
-        assert settings.redshift_database is not None  # checked in config
+        assert redshift.database is not None  # checked in config
         target = DataApiTarget(
-            settings.redshift_database,
-            cluster_identifier=settings.redshift_cluster_identifier,
-            db_user=settings.redshift_db_user,
-            secret_arn=settings.redshift_secret_arn,
-            workgroup=settings.redshift_workgroup,
+            redshift.database,
+            cluster_identifier=redshift.cluster_identifier,
+            db_user=redshift.db_user,
+            secret_arn=redshift.secret_arn,
+            workgroup=redshift.workgroup,
         )
 
         async def data_client() -> Any:
-            return await clients.get("redshift-data", settings.redshift_data_endpoint_url)
+            return await clients.get("redshift-data", redshift.data_endpoint_url)
 
-        runner = DataApiRunner(
-            data_client, target, PollPolicy(timeout=settings.redshift_statement_timeout)
-        )
+        runner = DataApiRunner(data_client, target, PollPolicy(timeout=redshift.statement_timeout))
         max_bytes, max_transaction = MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES
     stager = None
-    if settings.redshift_copy:
-        assert settings.s3_staging_uri is not None  # checked in config
+    if redshift.copy:
+        assert redshift.s3_staging_uri is not None  # checked in config
 
         async def s3_client() -> Any:
-            return await clients.get("s3", settings.s3_endpoint_url)
+            return await clients.get("s3", redshift.s3_endpoint_url)
 
-        location = StagingLocation.parse(settings.s3_staging_uri)
+        location = StagingLocation.parse(redshift.s3_staging_uri)
         stager = S3Stager(s3_client, location, settings.worker_id)
     return RedshiftSink(
         _ClosingRunner(runner, clients),
         mapping,
         stager=stager,
-        iam_role=settings.redshift_iam_role,
-        sort_key=settings.redshift_sort_key,
+        iam_role=redshift.iam_role,
+        sort_key=redshift.sort_key,
         faults=faults,
         max_statement_bytes=max_bytes,
         max_transaction_bytes=max_transaction,
         dialect=dialect,
-        merge_lock=_MERGE_LOCKS[settings.redshift_merge_lock],
+        merge_lock=_MERGE_LOCKS[redshift.merge_lock],
     )
 
 
@@ -179,16 +190,17 @@ _MERGE_LOCKS: dict[RedshiftMergeLock, MergeLock | None] = {
 }
 
 
-def _cluster_credentials(settings: Settings, clients: AwsClients) -> CredentialsProvider:
+def _cluster_credentials(settings: BuildSettings, clients: AwsClients) -> CredentialsProvider:
     """Temporary database credentials for REDSHIFT_DB_USER, fetched per connection."""
+    redshift = settings.redshift
 
     async def fetch() -> DbCredentials:
-        client = await clients.get("redshift", settings.redshift_endpoint_url)
+        client = await clients.get("redshift", redshift.endpoint_url)
         try:
             answer = await client.get_cluster_credentials(
-                DbUser=settings.redshift_db_user,
-                DbName=settings.redshift_database or _url_database(settings),
-                ClusterIdentifier=settings.redshift_cluster_identifier,
+                DbUser=redshift.db_user,
+                DbName=redshift.database or _url_database(settings),
+                ClusterIdentifier=redshift.cluster_identifier,
                 DurationSeconds=CREDENTIALS_SECONDS,
                 AutoCreate=False,
             )
@@ -199,7 +211,7 @@ def _cluster_credentials(settings: Settings, clients: AwsClients) -> Credentials
     return fetch
 
 
-def _url_database(settings: Settings) -> str:
+def _url_database(settings: BuildSettings) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     return str(conninfo_to_dict(settings.database_url or "").get("dbname") or "dev")

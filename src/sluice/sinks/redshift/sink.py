@@ -1,8 +1,8 @@
 """Redshift sink: stage a batch (S3 + COPY, or multi-row INSERTs), merge, one transaction.
 
-The statement text is built in ``redshift_sql`` (pure, golden-tested); how it travels is a
-``StatementRunner``: the Data API (``redshift_data``) or a direct connection
-(``redshift_direct``). With S3 staging (``s3_staging``) a load is two PutObjects, one
+The statement text is built in ``sql`` (pure, golden-tested); how it travels is a
+``StatementRunner``: the Data API (``data_api``) or a direct connection
+(``direct``). With S3 staging (``staging``) a load is two PutObjects, one
 BatchExecuteStatement of five statements and one DeleteObjects, whatever the batch size.
 """
 
@@ -21,8 +21,8 @@ from sluice.faultpoints import FaultPoint
 from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults
-from sluice.sinks.redshift_errors import SerializationConflict
-from sluice.sinks.redshift_sql import (
+from sluice.sinks.redshift.errors import SerializationConflict
+from sluice.sinks.redshift.sql import (
     CURRENT_DATABASE_SQL,
     ISOLATION_SQL,
     MAX_BATCH_STATEMENTS,
@@ -35,7 +35,7 @@ from sluice.sinks.redshift_sql import (
     insert_transactions,
     isolation_of,
 )
-from sluice.sinks.s3_staging import S3Stager, StagedBatch
+from sluice.sinks.redshift.staging import S3Stager, StagedBatch
 from sluice.sinks.schema_plan import SchemaPlan, TableShape, plan_schema, unfilled_columns
 from sluice.sinks.sql import (
     REDSHIFT,

@@ -18,8 +18,8 @@ from psycopg import sql as pgsql
 
 from sluice.errors import CommitUnknownError, SluiceError, TransientError
 from sluice.sinks.pool import Connection, ConnectionSlots, rollback_quietly
-from sluice.sinks.redshift_data import to_psycopg_params
-from sluice.sinks.redshift_errors import (
+from sluice.sinks.redshift.data_api import to_psycopg_params
+from sluice.sinks.redshift.errors import (
     CONFLICT_SQLSTATES,
     SerializationConflict,
     classify_message,

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from sluice.aws_errors import AwsService, classify
 from sluice.errors import CommitUnknownError, PermanentError, SluiceError, TransientError
-from sluice.sinks.redshift_errors import classify_message
+from sluice.sinks.redshift.errors import classify_message
 
 ClientSource = Callable[[], Awaitable[Any]]  # the client, opened on first use
 _PARAM = re.compile(r":(p\d+)\b")

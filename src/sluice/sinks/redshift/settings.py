@@ -1,13 +1,16 @@
-"""Settings of the Redshift sink: its enums, its defaults, and the rules that tie them.
+"""Settings of the Redshift sink: one frozen object (``Settings.redshift``), its enums, its
+flush defaults, and the rules that tie them.
 
-Kept apart from ``config`` so that module stays one screenful of generic machinery; it
-calls ``redshift_defaults`` and ``check_redshift`` when ``SLUICE_SINK=redshift``.
+The environment variables, flags and TOML names keep their flat spelling
+(``REDSHIFT_DATABASE``, ``--redshift-database``, ``redshift_database``); each spec names the
+field it fills here (``redshift.database``). This module imports nothing of ``config``:
+``config`` assembles ``RedshiftSettings`` and asks the warehouse profile for its rules.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
 
 from sluice.config_parse import (
     Spec,
@@ -21,11 +24,6 @@ from sluice.config_parse import (
     s3_uri,
 )
 from sluice.errors import ConfigError
-
-if TYPE_CHECKING:
-    from sluice.config import Settings
-
-DEFAULT_VISIBILITY = 120  # Settings.visibility_timeout's default
 
 
 class RedshiftConnection(enum.Enum):
@@ -49,6 +47,35 @@ class RedshiftLoadPath(enum.Enum):
     INSERT = "insert"
 
 
+@dataclass(frozen=True)
+class RedshiftSettings:
+    """What the Redshift sink needs beyond the shared settings. See ``docs/configuration.md``."""
+
+    cluster_identifier: str | None = None
+    database: str | None = None
+    db_user: str | None = None
+    connection: RedshiftConnection = RedshiftConnection.DATA_API
+    workgroup: str | None = None
+    secret_arn: str | None = None
+    iam_auth: bool = False
+    load_path: RedshiftLoadPath = RedshiftLoadPath.AUTO
+    merge_lock: RedshiftMergeLock = RedshiftMergeLock.AUTO
+    iam_role: str | None = None
+    sort_key: str | None = None
+    statement_timeout: float = 300.0
+    s3_staging_uri: str | None = None
+    s3_endpoint_url: str | None = None
+    data_endpoint_url: str | None = None
+    endpoint_url: str | None = None
+
+    @property
+    def copy(self) -> bool:
+        """Whether the sink stages batches in S3 (else multi-row INSERTs)."""
+        if self.load_path is RedshiftLoadPath.AUTO:
+            return self.s3_staging_uri is not None
+        return self.load_path is RedshiftLoadPath.COPY
+
+
 # Redshift wants few, large loads: every commit is serialised cluster-wide and costs
 # ~100 ms or more whatever its size. Used where the setting was not given explicitly.
 REDSHIFT_DEFAULTS: dict[str, object] = {
@@ -58,43 +85,34 @@ REDSHIFT_DEFAULTS: dict[str, object] = {
     # a batch filling while three load: receivers must not stall before batches are full
     "max_held_messages": 80_000,
 }
-REDSHIFT_MAX_AGE = 30.0
+REDSHIFT_MAX_AGE = 30.0  # batch_max_age, inside the visibility budget (see FlushDefaults)
 
 
-def redshift_defaults(values: dict[str, Any]) -> None:
-    for name, value in REDSHIFT_DEFAULTS.items():
-        values.setdefault(name, value)
-    # Tens of seconds, but always inside the visibility budget (age < visibility / 2).
-    visibility = int(values.get("visibility_timeout", DEFAULT_VISIBILITY))
-    values.setdefault("batch_max_age", min(REDSHIFT_MAX_AGE, visibility / 4))
-
-
-def check_redshift(s: Settings) -> None:
-    if s.redshift_connection is RedshiftConnection.DIRECT:
-        if not s.database_url:
+def check_redshift(r: RedshiftSettings, database_url: str | None) -> None:
+    """The rules when ``SLUICE_SINK=redshift``; ``database_url`` is the direct connection's."""
+    if r.connection is RedshiftConnection.DIRECT:
+        if not database_url:
             raise ConfigError(
                 "SLUICE_DATABASE_URL is required when SLUICE_REDSHIFT_CONNECTION=direct"
             )
-        _check_tls(s.database_url)
-        if s.redshift_iam_auth and not (s.redshift_cluster_identifier and s.redshift_db_user):
+        _check_tls(database_url)
+        if r.iam_auth and not (r.cluster_identifier and r.db_user):
             raise ConfigError(
                 "SLUICE_REDSHIFT_IAM_AUTH needs REDSHIFT_CLUSTER_IDENTIFIER and REDSHIFT_DB_USER"
             )
     else:
-        if not s.redshift_database:
+        if not r.database:
             raise ConfigError("REDSHIFT_DATABASE is required when SLUICE_SINK=redshift")
-        provisioned = s.redshift_cluster_identifier and (
-            s.redshift_db_user or s.redshift_secret_arn
-        )
-        if not (s.redshift_workgroup or s.redshift_secret_arn or provisioned):
+        provisioned = r.cluster_identifier and (r.db_user or r.secret_arn)
+        if not (r.workgroup or r.secret_arn or provisioned):
             raise ConfigError(
                 "the Redshift Data API needs REDSHIFT_CLUSTER_IDENTIFIER with REDSHIFT_DB_USER "
                 "or SLUICE_REDSHIFT_SECRET_ARN (provisioned), or SLUICE_REDSHIFT_WORKGROUP "
                 "(Serverless)"
             )
-    if s.redshift_load_path is RedshiftLoadPath.COPY and not s.s3_staging_uri:
+    if r.load_path is RedshiftLoadPath.COPY and not r.s3_staging_uri:
         raise ConfigError("SLUICE_REDSHIFT_LOAD_PATH=copy needs SLUICE_S3_STAGING_URI")
-    if s.redshift_copy and not s.redshift_iam_role:
+    if r.copy and not r.iam_role:
         raise ConfigError(
             "SLUICE_REDSHIFT_IAM_ROLE is required with SLUICE_S3_STAGING_URI: the role "
             "Redshift assumes to read the staged files"
@@ -123,7 +141,20 @@ def _check_tls(url: str) -> None:
         )
 
 
-REDSHIFT_SPECS: tuple[Spec, ...] = (
+def _nested(*specs: Spec) -> tuple[Spec, ...]:
+    """The specs with their field in ``RedshiftSettings``: the name less ``redshift_``."""
+    return tuple(
+        replace(spec, field="redshift." + spec.name.removeprefix("redshift_")) for spec in specs
+    )
+
+
+# Where the reference lists them: beside the table name, as the deployment it replaces did.
+REDSHIFT_TARGET_SPECS = _nested(
+    Spec("redshift_cluster_identifier", "REDSHIFT_CLUSTER_IDENTIFIER", nonempty_text, "Redshift"),
+    Spec("redshift_database", "REDSHIFT_DATABASE", nonempty_text, "Redshift database"),
+    Spec("redshift_db_user", "REDSHIFT_DB_USER", nonempty_text, "Redshift database user"),
+)
+REDSHIFT_SPECS = _nested(
     Spec(
         "redshift_connection",
         "SLUICE_REDSHIFT_CONNECTION",
