@@ -1,4 +1,5 @@
-"""Amazon SQS over aiobotocore: receive, delete and extend in batches of 10, DLQ sends.
+"""Amazon SQS as a Source: receive, delete and extend in batches of 10, over either client
+(``sqs_wire``'s lean JSON-protocol client by default, or aiobotocore's).
 
 Every failure of a call is translated here, in ``call``, by the one AWS classifier
 (``aws_errors``): TransientError (throttling, 5xx, connection trouble: retried by the caller

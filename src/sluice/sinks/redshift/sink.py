@@ -1,4 +1,8 @@
-"""Redshift sink: stage a batch (S3 + COPY, or multi-row INSERTs), merge, one transaction.
+"""Redshift sink: stage a batch (S3 + COPY, or multi-row INSERTs) and merge it.
+
+The copy path is one transaction; the insert path stages in several transactions of at most
+40 statements (temporary staging lives with the session) and merges in the last one, so a
+crash between them leaves staging behind, never a half-merged batch.
 
 The statement text is built in ``sql`` (pure, golden-tested); how it travels is a
 ``StatementRunner``: the Data API (``data_api``) or a direct connection
