@@ -12,61 +12,24 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import structlog
 
-from sluice.batching import Batch, FlushPolicy
+from sluice.batching import Batch
 from sluice.decode import decode_message
 from sluice.errors import SluiceError, TransientError
 from sluice.held import HeldMessages
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
-from sluice.model import SQS_MAX_MESSAGE_BYTES, DeadLetter, ReceivedMessage, StopReason
+from sluice.model import DeadLetter, ReceivedMessage, StopReason
 from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
-from sluice.policies import CircuitBreaker, ExponentialBackoff
+from sluice.pipeline_options import DRAIN_POLL_WAIT, PipelineOptions
+from sluice.policies import CircuitBreaker
 from sluice.settle import Settler, judge_batch
 from sluice.sinks.base import Sink
 from sluice.sources.base import DeadLetterTarget, Source
 
-DRAIN_POLL_WAIT = 1  # seconds a long poll waits in drain mode, so an empty queue ends fast
-# Short polls (SQS_WAIT_TIME_SECONDS=0) that find nothing back off towards what one long poll
-# costs (one request per 20 s); in drain mode no further than 1 s, so the end is seen soon.
-SHORT_POLL_BACKOFF = ExponentialBackoff(base=0.05, cap=20.0)
-SHORT_POLL_DRAIN_BACKOFF = ExponentialBackoff(base=0.05, cap=1.0)
-
-
-@dataclass(frozen=True)
-class PipelineOptions:
-    receive_concurrency: int
-    max_messages: int
-    wait_time_seconds: int
-    visibility_timeout: int
-    max_held: int
-    flush: FlushPolicy
-    load_concurrency: int
-    shutdown_grace: float
-    heartbeat_interval: float
-    stats_interval: float
-    worker_id: str
-    backoff: ExponentialBackoff
-    drain: bool = False
-    # Bytes of message bodies held at most, counting what polls in flight may still bring
-    # (each up to max_messages x max_message_bytes): memory stays bounded by bytes, not only
-    # by count, whatever the messages weigh.
-    max_held_bytes: int = 256 * 1024 * 1024
-    max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
-
-    @property
-    def poll_reserve_bytes(self) -> int:
-        return self.max_messages * self.max_message_bytes
-
-    @property
-    def empty_receive_backoff(self) -> ExponentialBackoff | None:
-        """How receivers back off after empty receives: only short polls need to."""
-        if self.wait_time_seconds > 0:
-            return None
-        return SHORT_POLL_DRAIN_BACKOFF if self.drain else SHORT_POLL_BACKOFF
+__all__ = ["DRAIN_POLL_WAIT", "Pipeline", "PipelineOptions"]
 
 
 class Pipeline:
