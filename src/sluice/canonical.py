@@ -9,6 +9,11 @@ keys (keys already in a warehouse keep matching their redeliveries across an upg
 that holds a number orjson could round, or that nests deeper than orjson writes (254 levels,
 though it reads 1,024), is read a second time by ``exact_tree``, which keeps every number as
 its exact value, and keyed in a separate domain so the two forms can never collide.
+
+Which events need that is decided from what orjson already parsed: it reads every integer it
+can hold exactly as an int, so only an event holding a float can hide a rounded number, and
+only then is its text tokenised (a tree walk costs a few microseconds; a regex over every
+event's text, strings included, cost more than the decode itself).
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-# A number token with 16 or more digits, or an exponent of 3 or more digits: the only numbers
-# a double may not hold exactly (any decimal of at most 15 significant digits and an exponent
-# within +-99 survives the trip to a double and back). Run over the whole text first, strings
-# included, because one C-level search is far cheaper than tokenising every event.
-_MAYBE_INEXACT = re.compile(r"(?:\d\.?){16,}|[eE][+-]?\d{3,}")
+# A number with 16 or more digits, or an exponent of 3 or more digits: the only numbers a
+# double may not hold exactly (any decimal of at most 15 significant digits and an exponent
+# within +-99 survives the trip to a double and back). In an event (an object) every number
+# follows ':', '[' or ',' and maybe blanks, so this finds every such number; it may also find
+# one inside a string, which costs an exact reading and is never wrong.
+_INEXACT_NUMBER = re.compile(r"[:,\[]\s*-?(?:(?:\d\.?){16,}|[\d.]+[eE][+-]?\d{3,})")
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<string>"[^"\\]*(?:\\.[^"\\]*)*")
@@ -60,14 +67,27 @@ def exact_number(piece: str) -> ExactNumber:
     return ExactNumber(f"{sign}{stripped}e{power}")
 
 
+def holds_float(value: object) -> bool:
+    """Whether a parsed JSON value holds a float anywhere (a loop: it may nest 1,024 deep)."""
+    # Exact type checks (JSON holds no subclasses): this runs once per message.
+    if type(value) is not dict and type(value) is not list:
+        return type(value) is float
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        children = item.values() if type(item) is dict else item
+        for child in children:
+            kind = type(child)
+            if kind is float:
+                return True
+            if kind is dict or kind is list:
+                pending.append(child)
+    return False
+
+
 def may_be_inexact(text: str) -> bool:
-    """Whether ``text`` holds a number token that a double may not represent exactly."""
-    if _MAYBE_INEXACT.search(text) is None:
-        return False
-    return any(
-        m.group("number") is not None and _MAYBE_INEXACT.search(m.group("number"))
-        for m in _TOKEN.finditer(text)
-    )
+    """Whether the JSON object ``text`` may hold a number a double cannot represent exactly."""
+    return _INEXACT_NUMBER.search(text) is not None
 
 
 def exact_tree(text: str) -> object:
@@ -148,7 +168,7 @@ def canonical_bytes(value: object) -> bytes:
 
 def event_key(event: Mapping[str, object], text: str) -> str:
     """SHA-256 of the canonical form of the event parsed from ``text``."""
-    if not may_be_inexact(text):
+    if not (holds_float(event) and may_be_inexact(text)):
         try:
             return hashlib.sha256(orjson.dumps(event, option=orjson.OPT_SORT_KEYS)).hexdigest()
         except orjson.JSONEncodeError:
