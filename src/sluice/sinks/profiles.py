@@ -22,27 +22,17 @@ from sluice.sinks.base import FaultHook, Sink
 from sluice.sinks.redshift.settings import (
     REDSHIFT_DEFAULTS,
     REDSHIFT_MAX_AGE,
-    RedshiftSettings,
+    BuildSettings,
     check_redshift,
 )
 from sluice.sinks.sql import DUCKDB, POSTGRES, REDSHIFT, REDSHIFT_MAX_VARCHAR, Dialect
 
 
-class SinkSettings(Protocol):
-    """What building and checking a sink reads of the settings (``Settings`` is one)."""
+class SinkSettings(BuildSettings, Protocol):
+    """What building and checking any sink reads of the settings (``Settings`` is one)."""
 
     @property
-    def worker_id(self) -> str: ...
-    @property
-    def aws_region(self) -> str: ...
-    @property
-    def database_url(self) -> str | None: ...
-    @property
     def duckdb_path(self) -> str: ...
-    @property
-    def effective_load_concurrency(self) -> int: ...
-    @property
-    def redshift(self) -> RedshiftSettings: ...
 
 
 SinkBuilder = Callable[[SinkSettings, TableMapping, FaultHook | None, dict[str, str] | None], Sink]

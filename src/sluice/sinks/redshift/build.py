@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -15,7 +15,11 @@ from sluice.mapping import TableMapping
 from sluice.sinks.base import FaultHook
 from sluice.sinks.redshift.data_api import DataApiRunner, DataApiTarget, PollPolicy
 from sluice.sinks.redshift.direct import CredentialsProvider, DbCredentials, DirectRunner
-from sluice.sinks.redshift.settings import RedshiftConnection, RedshiftMergeLock, RedshiftSettings
+from sluice.sinks.redshift.settings import (
+    BuildSettings,
+    RedshiftConnection,
+    RedshiftMergeLock,
+)
 from sluice.sinks.redshift.sink import RedshiftSink, StatementRunner
 from sluice.sinks.redshift.sql import MAX_STATEMENT_BYTES, MAX_TRANSACTION_BYTES, MergeLock
 from sluice.sinks.redshift.staging import S3Stager, StagingLocation
@@ -25,21 +29,6 @@ from sluice.sinks.sql import REDSHIFT, Dialect
 DIRECT_MAX_STATEMENT_BYTES = 15_000_000
 DIRECT_MAX_TRANSACTION_BYTES = 1 << 40  # no request body to keep small
 CREDENTIALS_SECONDS = 900
-
-
-class BuildSettings(Protocol):
-    """What building the sink reads of the settings (``Settings`` is one)."""
-
-    @property
-    def worker_id(self) -> str: ...
-    @property
-    def aws_region(self) -> str: ...
-    @property
-    def database_url(self) -> str | None: ...
-    @property
-    def effective_load_concurrency(self) -> int: ...
-    @property
-    def redshift(self) -> RedshiftSettings: ...
 
 
 class AwsClients:

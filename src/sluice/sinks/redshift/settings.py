@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from sluice.config_parse import (
     Spec,
@@ -206,3 +207,18 @@ REDSHIFT_SPECS = _nested(
         "Redshift API endpoint (GetClusterCredentials)",
     ),
 )
+
+
+class BuildSettings(Protocol):
+    """What building the sink reads of the settings (``Settings`` is one)."""
+
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def aws_region(self) -> str: ...
+    @property
+    def database_url(self) -> str | None: ...
+    @property
+    def effective_load_concurrency(self) -> int: ...
+    @property
+    def redshift(self) -> RedshiftSettings: ...
