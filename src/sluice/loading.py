@@ -163,6 +163,12 @@ class Loader:
             active=self.table_fault,
         ):
             raise _TableAtFault(isolation.lone[0])
+        if remainder is None and rest:
+            # The rest loaded after the probed rows had failed: if the table was mended in
+            # between (a column altered back mid-bisection), they load now. Each is tried
+            # alone once more; only a row that fails after its neighbours loaded is at fault.
+            again, dead = await self._once_more_alone(probed)
+            return _merged(result, again), dead
         dead = [
             self._refusal(row, error) for row, error in zip(probed, isolation.lone, strict=True)
         ]
@@ -170,6 +176,15 @@ class Loader:
             isolation.suspecting = False  # errors differ: the rows are at fault, bisect on
             result, rest_dead = await self._isolate(rest, remainder, isolation)
             dead.extend(rest_dead)
+        return result, dead
+
+    async def _once_more_alone(self, rows: Sequence[MappedRow]) -> Loaded:
+        result, dead = LoadResult(0, 0), []
+        for row in rows:
+            try:
+                result = _merged(result, await self._retrying([row]))
+            except RowsRejectedError as exc:
+                dead.append(self._refusal(row, exc))
         return result, dead
 
     def _refusal(self, row: MappedRow, error: RowsRejectedError) -> DeadLetter:

@@ -284,3 +284,27 @@ def test_one_row_alone_is_held_only_while_other_batches_fail_the_same_way() -> N
 
     assert asyncio.run(go()) == []
     assert sink.table == {"k-0"}
+
+
+def test_a_table_mended_mid_bisection_dead_letters_nothing() -> None:
+    """Seen in the full suite: the first rows tried alone fail while the column is still the
+    wrong type, then it is altered back and the rest of the batch loads. The rows that failed
+    before the fix are tried again, not dead-lettered."""
+    mended = False
+
+    def refuse(n: int) -> str | None:
+        return None if mended else TYPE_CHANGED
+
+    sink = RefusingSink(refuse)
+    original = sink.load
+
+    async def load_and_mend(rows: Sequence[MappedRow]) -> LoadResult:
+        nonlocal mended
+        if len(rows) == 37:  # the rest of the batch, after three rows failed alone
+            mended = True
+        return await original(rows)
+
+    sink.load = load_and_mend  # type: ignore[method-assign]
+    _, result, dead = load(sink, [row(n) for n in range(40)])
+    assert dead == []
+    assert result == LoadResult(40, 0)
