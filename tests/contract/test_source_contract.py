@@ -66,16 +66,12 @@ def queue_factory(request: pytest.FixtureRequest) -> Factory:
             async def put(body: str, attributes: tuple[Attribute, ...] = ()) -> None:
                 extra: dict[str, Any] = {}
                 if attributes:
-                    extra["MessageAttributes"] = to_wire_for(client_kind, attributes)
+                    extra["MessageAttributes"] = to_wire(attributes)
                 await client.send_message(QueueUrl=url, MessageBody=body, **extra)
 
             yield Queue(SqsQueue(client, url), put)
 
     return sqs
-
-
-def to_wire_for(kind: SqsClientKind, attributes: tuple[Attribute, ...]) -> dict[str, Any]:
-    return to_wire(attributes)
 
 
 def run(factory: Factory, work: Callable[[Queue], Awaitable[None]]) -> None:
