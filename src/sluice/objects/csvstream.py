@@ -53,6 +53,7 @@ class CsvRecords:
     def __init__(self, *, max_text_bytes: int = MAX_TEXT_BYTES) -> None:
         self._max = max_text_bytes
         self._gzip: bool | None = None  # decided by the first two bytes
+        self._head = b""  # the first byte, while the second has not come
         self._inflate = zlib.decompressobj(wbits=31)
         self._text = codecs.getincrementaldecoder("utf-8-sig")("strict")
         self._carry = ""  # text after the last newline
@@ -76,8 +77,12 @@ class CsvRecords:
         """Rows completed by ``data``, in slices (one list per decompressed slice)."""
         self.bytes_in += len(data)
         if self._gzip is None:
-            if not data:
+            # Decided on the first two bytes, which may arrive one at a time.
+            data = self._head + data
+            if len(data) < len(GZIP_MAGIC):
+                self._head = data
                 return
+            self._head = b""
             self._gzip = data[:2] == GZIP_MAGIC
         if not self._gzip:
             yield self._lines(self._decode(data, final=False))
@@ -102,9 +107,13 @@ class CsvRecords:
 
     def finish(self) -> list[Parsed]:
         """The last record (if the object does not end with a newline); checks the end."""
+        parsed: list[Parsed] = []
+        if self._gzip is None and self._head:
+            self._gzip = False  # one byte in all: plain text
+            parsed = self._lines(self._decode(self._head, final=False))
         if self._gzip and self._member_open:
             raise CorruptObjectError("gzip: the stream ends before its end marker (truncated)")
-        parsed = self._lines(self._decode(b"", final=True))
+        parsed.extend(self._lines(self._decode(b"", final=True)))
         last = "\n".join([*self._open, self._carry]) if self._open else self._carry
         self._open, self._carry = [], ""
         if last.strip():
