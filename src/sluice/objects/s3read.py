@@ -118,9 +118,7 @@ def _permanent(ref: ObjectRef, exc: ClientError) -> BaseException | None:
     if codes & _CHANGED:
         return ObjectSupersededError(f"{ref.url}: changed since it was announced (ETag {ref.etag})")
     if codes & _MISSING:
-        return ObjectUnreadableError(
-            FailureReason.OBJECT_UNREADABLE, f"{ref.url}: {code or status}"
-        )
+        return ObjectUnreadableError(FailureReason.OBJECT_MISSING, f"{ref.url}: {code or status}")
     if codes & _DENIED:
         return ObjectUnreadableError(FailureReason.ACCESS_DENIED, f"{ref.url}: {code or status}")
     if classify(AwsService.S3, "GetObject", exc).__class__ is TransientError:
