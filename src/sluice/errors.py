@@ -31,6 +31,18 @@ class FailureReason(enum.Enum):
     OUT_OF_RANGE = "out_of_range"
     MISSING_DEDUPE_KEY = "missing_dedupe_key"
     REJECTED_BY_WAREHOUSE = "rejected_by_warehouse"
+    # An S3 event notification's objects (AppsFlyer Data Locker): the object is gone, the
+    # worker may not read it, it is not the gzip it claims to be, its header names none of
+    # the mapping's required columns, or it is of a type Sluice does not read (Parquet).
+    OBJECT_MISSING = "object_missing"
+    ACCESS_DENIED = "access_denied"
+    OBJECT_UNREADABLE = "object_unreadable"  # S3 refused the read for another lasting reason
+    CORRUPT_OBJECT = "corrupt_object"
+    HEADER_MISMATCH = "header_mismatch"
+    UNSUPPORTED_OBJECT_TYPE = "unsupported_object_type"
+    # One row of an object does not fit the mapping (the detail says why): it goes to the
+    # object's error report, the object's other rows load.
+    ROW_DOES_NOT_FIT = "row_does_not_fit"
     # A step raised something no rule foresaw: a bug, kept to this one message (the detail
     # names the exception type, never the message's values).
     INTERNAL_ERROR = "internal_error"

@@ -210,11 +210,26 @@ def parse_mapping(text: str, table: str, where: str) -> TableMapping:
     return TableMapping(table, columns, paths).with_table(table)
 
 
+# Mappings shipped with Sluice, selected by name (SLUICE_MAPPING_FILE=appsflyer_data_locker).
+SHIPPED_MAPPINGS = {
+    "appsflyer": "the AppsFlyer push-API mapping (the default)",
+    "appsflyer_data_locker": "AppsFlyer Data Locker files (the raw-data export's CSV headers)",
+}
+
+
+def shipped_mapping_text(name: str) -> str:
+    return resources.files("sluice.mappings").joinpath(f"{name}.toml").read_text("utf-8")
+
+
 def load_mapping(path: str | None, table: str) -> TableMapping:
-    """The mapping in ``path``, or the AppsFlyer default, targeting ``table``."""
+    """The mapping in ``path`` (a file, or a shipped mapping's name), or the AppsFlyer
+    default, targeting ``table``."""
     if path is None:
-        text = resources.files("sluice.mappings").joinpath("appsflyer.toml").read_text("utf-8")
-        return parse_mapping(text, table, "the default AppsFlyer mapping")
+        return parse_mapping(
+            shipped_mapping_text("appsflyer"), table, "the default AppsFlyer mapping"
+        )
+    if path in SHIPPED_MAPPINGS and not Path(path).exists():
+        return parse_mapping(shipped_mapping_text(path), table, f"the shipped mapping {path}")
     try:
         text = Path(path).read_text("utf-8")
     except OSError as exc:

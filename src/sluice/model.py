@@ -50,6 +50,51 @@ class Ignored:
     why: str
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One S3 object an event notification announces (key already URL-decoded)."""
+
+    bucket: str
+    key: str
+    size: int = 0
+    etag: str = ""  # without quotes; an If-Match on every read pins this version
+    version_id: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsAnnounced:
+    """A message whose rows live in the objects it names (an S3 event notification).
+
+    ``objects`` are to be read and loaded; ``skipped`` are named but carry no rows to load
+    (a ``_SUCCESS`` marker, a removal, an object of another type), each with why.
+    """
+
+    message: ReceivedMessage
+    objects: tuple[ObjectRef, ...]
+    skipped: tuple[tuple[ObjectRef, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsSettled:
+    """What became of an announcing message once its objects were dealt with.
+
+    ``dead`` set: dead-letter it; ``retry``: keep it (a transient failure: it reappears after
+    its visibility timeout and is loaded again, the merge absorbing what had loaded);
+    otherwise delete it. The counts are the rows its objects brought.
+    """
+
+    message: ReceivedMessage
+    dead: DeadLetter | None = None
+    retry: bool = False
+    inserted: int = 0
+    already_present: int = 0
+    rows_failed: int = 0
+
+
 Decoded = MappedRow | DeadLetter | Ignored
 
 

@@ -12,22 +12,26 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
 from sluice.batching import Batch
 from sluice.decode import decode_message
-from sluice.errors import SluiceError, TransientError
+from sluice.errors import FailureReason, SluiceError, TransientError
 from sluice.held import HeldMessages
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
-from sluice.model import DeadLetter, ReceivedMessage, StopReason
+from sluice.model import DeadLetter, ObjectsAnnounced, ReceivedMessage, StopReason
 from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
 from sluice.pipeline_options import DRAIN_POLL_WAIT, PipelineOptions
 from sluice.policies import CircuitBreaker
 from sluice.settle import Settler, judge_batch
 from sluice.sinks.base import Sink
 from sluice.sources.base import DeadLetterTarget, Source
+
+if TYPE_CHECKING:
+    from sluice.objects.base import ObjectHandler
 
 __all__ = ["DRAIN_POLL_WAIT", "Pipeline", "PipelineOptions"]
 
@@ -46,8 +50,12 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[WorkerCounters], None] | None = None,
         on_loaded: Callable[[int, float], None] | None = None,
+        objects: ObjectHandler | None = None,
     ) -> None:
         self.source = source
+        # Loads the rows of objects an S3 event notification names (docs/data-locker.md);
+        # without it such a message is dead-lettered as unsupported_envelope.
+        self.objects = objects
         self.sink = sink
         self.dead_letters = dead_letters
         self.mapping = mapping
@@ -270,7 +278,11 @@ class Pipeline:
         self._held.add(messages, now + self.options.visibility_timeout)
         self.counters.received += len(messages)
         for message in messages:
-            self._batch.add(decode_message(message, self.mapping), now)
+            decoded = decode_message(message, self.mapping)
+            if isinstance(decoded, ObjectsAnnounced):
+                self._route_objects(decoded, now)
+            else:
+                self._batch.add(decoded, now)
         if self.options.flush.due(self._batch, now) is not None:
             self._flush_wanted.set()
 
@@ -336,6 +348,48 @@ class Pipeline:
             self._held.remove(batch.messages)
         finally:
             self._load_slots.release()
+            await self._notify_gate()
+
+    # -- objects announced by S3 event notifications -------------------------------------
+
+    def _route_objects(self, announced: ObjectsAnnounced, now: float) -> None:
+        """Hand the message to the object loader; it stays held (the heartbeat extends it)
+        until its objects are loaded, then it is settled here like any other."""
+        if self.objects is None:
+            why = "S3 event notification: this process has no object loader"
+            self._batch.add(
+                DeadLetter(announced.message, FailureReason.UNSUPPORTED_ENVELOPE, why), now
+            )
+            return
+        task = asyncio.create_task(self._process_objects(announced), name="objects")
+        self._loads.add(task)
+        task.add_done_callback(self._loads.discard)
+
+    async def _process_objects(self, announced: ObjectsAnnounced) -> None:
+        assert self.objects is not None
+        message = announced.message
+        try:
+            settled = await self.objects(announced, self.loader)
+            self.counters.inserted += settled.inserted
+            self.counters.duplicates_in_target += settled.already_present
+            self.counters.dead_lettered[FailureReason.ROW_DOES_NOT_FIT] += settled.rows_failed
+            if not announced.objects:
+                self.counters.ignored += 1
+            if not settled.retry:
+                done = (
+                    await self.settler.dead_letter([settled.dead])
+                    if settled.dead is not None
+                    else [message]
+                )
+                await self.settler.delete(done)
+            # Kept for a retry: no longer extended, it reappears after its visibility timeout.
+            self._held.remove([message])
+            if self.on_progress is not None:
+                self.on_progress(self.counters)
+        except Exception:
+            self.log.exception("objects_failed", message_id=message.message_id)
+            self._held.remove([message])
+        finally:
             await self._notify_gate()
 
     # -- background duties --------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from sluice.decode import decode_message, parse_event, unwrap
 from sluice.errors import FailureReason, MessageError
 from sluice.mapping import RAW_EVENT, load_mapping
-from sluice.model import DeadLetter, Ignored, MappedRow, ReceivedMessage
+from sluice.model import DeadLetter, Ignored, MappedRow, ObjectsAnnounced, ReceivedMessage
 
 MAPPING = load_mapping(None, "events")
 RAW_INDEX = [c.name for c in MAPPING.load_columns].index(RAW_EVENT)
@@ -192,10 +192,13 @@ def test_decode_bad_body_is_a_dead_letter_with_reason_and_detail() -> None:
     assert decoded.detail
 
 
-def test_decode_s3_notification_is_a_dead_letter() -> None:
+def test_decode_s3_notification_announces_its_objects() -> None:
+    # k.json is no Data Locker object: named, skipped, nothing to load (details in
+    # tests/unit/test_data_locker_notification.py).
     decoded = decode_message(message(s3_notification()), MAPPING)
-    assert isinstance(decoded, DeadLetter)
-    assert decoded.reason is FailureReason.UNSUPPORTED_ENVELOPE
+    assert isinstance(decoded, ObjectsAnnounced)
+    assert decoded.objects == ()
+    assert [ref.key for ref, _ in decoded.skipped] == ["k.json"]
 
 
 def test_decode_s3_test_event_is_ignored() -> None:

@@ -18,6 +18,7 @@ from sluice.config_sink import require_sink
 from sluice.errors import ConfigError, PermanentError, SluiceError, TransientError
 from sluice.mapping import TableMapping, load_mapping
 from sluice.model import SQS_MAX_MESSAGE_BYTES, CircuitState, StopReason
+from sluice.objects.build import build_object_loader
 from sluice.observe.http import HttpService, health_app
 from sluice.observe.metrics import QueueDepthMonitor, WorkerMetrics
 from sluice.observe.stats import DEAD_LETTER_TROUBLE_WINDOW, PipelineView, WorkerCounters
@@ -284,6 +285,8 @@ async def run_worker(
         max_message_bytes = (
             await check_queues(client, source, dlq, log) if reachable else SQS_MAX_MESSAGE_BYTES
         )
+        # S3 event notifications name objects whose rows are loaded (docs/data-locker.md).
+        objects = build_object_loader(settings, mapping, dlq, credentials)
         try:
             if not (reachable and await when_reachable("warehouse", sink.open, log, stop)):
                 log.info("stopped", reason=StopReason.SIGNALLED.value, during="start-up")
@@ -310,6 +313,7 @@ async def run_worker(
                 pipeline_options(settings, drain=drain, max_message_bytes=max_message_bytes),
                 on_progress=on_progress,
                 on_loaded=metrics.observe_load,
+                objects=objects,
             )
             log.info(
                 "started",
@@ -327,6 +331,7 @@ async def run_worker(
             async with serving(settings, metrics, depths, pipeline):
                 reason = await pipeline.run(stop)
         finally:
+            await objects.close()
             await sink.close()
     log.info("stopped", reason=reason.value)
     return RunSummary(reason, pipeline.counters, time.monotonic() - started)

@@ -133,3 +133,12 @@ def key_function(mapping: TableMapping) -> Callable[[str], str]:
         return mapping.dedupe_key(*unwrapped)
 
     return key_of
+
+
+def file_rows_sent(rows: Iterable[tuple[Mapping[str, str], bool]]) -> list[Sent]:
+    """Rows of S3 objects (AppsFlyer Data Locker), each with whether it should load, as
+    what ``check`` compares: the row's JSON object, which is both what its dedupe key is
+    made from (``key_function`` of the file mapping) and the body of its error-report letter
+    in the DLQ. Rows of an object that cannot be read at all are not valid: the object's
+    notification is dead-lettered instead, and ``check`` counts it with the DLQ."""
+    return [Sent(orjson.dumps(dict(fields)).decode(), valid) for fields, valid in rows]
