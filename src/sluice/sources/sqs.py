@@ -23,11 +23,11 @@ from sluice.model import ReceivedMessage, SettleResult
 from sluice.policies import ExponentialBackoff
 from sluice.sources.base import QueueDepth
 from sluice.sources.sqs_attributes import BATCH_LIMIT, from_raw
+from sluice.sources.sqs_endpoint import resolve_sqs_endpoint, sdk_endpoint_variants
 from sluice.sources.sqs_wire import (
     CredentialSource,
     WireSqsClient,
     chain_credentials,
-    default_endpoint,
     static_credentials,
 )
 
@@ -84,7 +84,10 @@ async def sqs_client(
         if credentials
         else await _chain_credentials()
     )
-    client = WireSqsClient(endpoint_url or default_endpoint(region), region, source, pool=pool)
+    # Resolved once, here, by the SDK's rules and variables: the botocore client above
+    # resolves the same way inside create_client.
+    endpoint = endpoint_url or resolve_sqs_endpoint(region, sdk_endpoint_variants())
+    client = WireSqsClient(endpoint, region, source, pool=pool)
     try:
         yield client
     finally:

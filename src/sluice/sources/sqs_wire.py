@@ -36,10 +36,6 @@ def _action(method_name: str) -> str:
     return "".join(part.capitalize() for part in method_name.split("_"))
 
 
-def default_endpoint(region: str) -> str:
-    return f"https://sqs.{region}.amazonaws.com"
-
-
 class WireSqsClient:
     """``await client.<snake_case_action>(**params)`` -> the parsed JSON response."""
 
@@ -63,6 +59,11 @@ class WireSqsClient:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=read_timeout),
             skip_auto_headers=("User-Agent",),
         )
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where every call goes (the queue URL's host is never used, as in botocore)."""
+        return self._url
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
         if name.startswith("_"):
