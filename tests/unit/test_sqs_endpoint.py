@@ -171,3 +171,24 @@ def test_only_what_the_sdk_reads_as_a_boolean_is_accepted(text: str) -> None:
     else:
         with pytest.raises(ConfigError):
             endpoint_variants(env, None)
+
+
+class _Sent(Exception):
+    """Stops a botocore call at the moment it would be sent."""
+
+
+def test_botocore_sends_to_the_endpoint_not_to_the_queue_urls_host(
+    sdk_env: pytest.MonkeyPatch,
+) -> None:
+    # The wire client does the same: it posts every call to its one endpoint.
+    client = Session().create_client("sqs", region_name="cn-north-1", **KEYS)
+    sent: list[str] = []
+
+    def capture(request: object, **_: object) -> None:
+        sent.append(str(getattr(request, "url", "")))
+        raise _Sent
+
+    client.meta.events.register("before-send.sqs", capture)
+    with pytest.raises(_Sent):
+        client.receive_message(QueueUrl="https://sqs.eu-west-1.amazonaws.com/1/events")
+    assert sent == [resolve_sqs_endpoint("cn-north-1", PLAIN) + "/"]
