@@ -62,6 +62,22 @@ SERVICE_RETRYABLE: dict[AwsService, frozenset[str]] = {
     AwsService.REDSHIFT: frozenset({"InternalFailure", "ServiceUnavailable"}),
 }
 
+# Answers that mean "your clock and ours disagree": the SDKs that correct clock skew (the
+# JavaScript v3, Java v2, Go v2 and Swift SDKs) retry these once with a corrected clock.
+# botocore has no such correction. The set is the JavaScript SDK's CLOCK_SKEW_ERROR_CODES;
+# SQS answers a request signed more than 5 minutes off its clock with
+# InvalidSignatureException ("Signature expired: ...").
+CLOCK_SKEW_CODES = frozenset(
+    {
+        "AuthFailure",
+        "InvalidSignatureException",
+        "RequestExpired",
+        "RequestInTheFuture",
+        "RequestTimeTooSkewed",
+        "SignatureDoesNotMatch",
+    }
+)
+
 # Everything that means "no answer came": retried, never permanent.
 NO_ANSWER: tuple[type[BaseException], ...] = (
     BotoCoreError,

@@ -33,7 +33,7 @@ from sluice.config_parse import (
     read_toml,
     table_identifier,
 )
-from sluice.config_region import FALLBACK_REGION, resolve_region
+from sluice.config_region import FALLBACK_REGION, endpoint_variants, resolve_region
 from sluice.config_sink import SinkKind, infer_from
 from sluice.dsn import mask_dsn
 from sluice.errors import ConfigError
@@ -271,6 +271,9 @@ def load_settings(
     values["aws_region"] = resolve_region(
         given, values.get("queue_url"), values.get("dlq_url"), env
     )
+    # Read by each SQS client through the SDK's own chain; checked here, once, so a value
+    # the SDK would misread or refuse on every call stops start-up instead.
+    endpoint_variants(env, values.get("sqs_endpoint_url"))
     _derived_defaults(values)
     return _checked(_assembled(values))
 

@@ -22,12 +22,13 @@ from sluice.errors import PermanentError, TransientError
 from sluice.model import ReceivedMessage, SettleResult
 from sluice.policies import ExponentialBackoff
 from sluice.sources.base import QueueDepth
+from sluice.sources.sdk_policies import RetryQuota
 from sluice.sources.sqs_attributes import BATCH_LIMIT, from_raw
+from sluice.sources.sqs_endpoint import resolve_sqs_endpoint, sdk_endpoint_variants
 from sluice.sources.sqs_wire import (
     CredentialSource,
     WireSqsClient,
     chain_credentials,
-    default_endpoint,
     static_credentials,
 )
 
@@ -84,7 +85,10 @@ async def sqs_client(
         if credentials
         else await _chain_credentials()
     )
-    client = WireSqsClient(endpoint_url or default_endpoint(region), region, source, pool=pool)
+    # Resolved once, here, by the SDK's rules and variables: the botocore client above
+    # resolves the same way inside create_client.
+    endpoint = endpoint_url or resolve_sqs_endpoint(region, sdk_endpoint_variants())
+    client = WireSqsClient(endpoint, region, source, pool=pool)
     try:
         yield client
     finally:
@@ -105,6 +109,11 @@ async def call(client_call: Callable[..., Awaitable[Any]], action: str, **kwargs
         raise classify(AwsService.SQS, action, exc) from exc
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """A call that got no answer in time: botocore's quota charges its retry double."""
+    return isinstance(exc.__cause__, TimeoutError)
+
+
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -119,6 +128,7 @@ class SqsQueue:
         *,
         entry_retries: int = ENTRY_RETRIES,
         backoff: ExponentialBackoff | None = None,
+        quota: RetryQuota | None = None,
     ) -> None:
         self._client = client
         self.url = url
@@ -126,11 +136,25 @@ class SqsQueue:
         # About 3 s of retries at most: long enough to ride out a short SQS brown-out
         # without leaving committed messages to reappear, short enough to free the slot.
         self._backoff = backoff or ExponentialBackoff(base=0.1, cap=2.0)
+        # botocore's standard-mode quota over the calls this queue retries itself (deletes and
+        # visibility changes): when SQS throttles or fails everything, the bucket empties
+        # and failures are left to SQS (redelivery, absorbed by the merge) rather than every
+        # group retrying five times into the same throttle.
+        self._quota = quota or RetryQuota()
+
+    @property
+    def retry_quota(self) -> RetryQuota:
+        return self._quota
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], action: str, **kwargs: Any) -> Any:
+        response = await call(method, action, **kwargs)
+        self._quota.succeeded()
+        return response
 
     async def receive(
         self, max_messages: int, wait_seconds: int, visibility_timeout: int
     ) -> list[ReceivedMessage]:
-        response = await call(
+        response = await self._call(
             self._client.receive_message,
             "ReceiveMessage",
             QueueUrl=self.url,
@@ -187,6 +211,7 @@ class SqsQueue:
         pending = {str(i): m for i, m in enumerate(group)}
         succeeded: list[ReceivedMessage] = []
         final: list[tuple[ReceivedMessage, str]] = []
+        spent: int | None = None  # what the quota gave for the latest retry of the call
         for attempt in range(self._entry_retries + 1):
             entries = [
                 {"Id": i, "ReceiptHandle": m.receipt_handle} | extra for i, m in pending.items()
@@ -194,11 +219,16 @@ class SqsQueue:
             try:
                 response = await call(method, action, QueueUrl=self.url, Entries=entries)
             except TransientError as exc:
-                if attempt == self._entry_retries:
-                    final.extend((m, str(exc)) for m in pending.values())
+                last = attempt == self._entry_retries
+                spent = None if last else self._quota.acquire(timeout=_timed_out(exc))
+                if spent is None:
+                    why = str(exc) if last else f"{exc} (retry quota empty: not retried)"
+                    final.extend((m, why) for m in pending.values())
                     return succeeded, final
                 await asyncio.sleep(self._backoff.delay(attempt))
                 continue
+            self._quota.succeeded(spent)
+            spent = None
             for ok in response.get("Successful", ()):
                 succeeded.append(pending.pop(ok["Id"]))
             retry: dict[str, ReceivedMessage] = {}
@@ -217,7 +247,7 @@ class SqsQueue:
 
     async def attributes(self, names: Sequence[str]) -> dict[str, str]:
         """Queue attributes by name (GetQueueAttributes); absent ones are left out."""
-        response = await call(
+        response = await self._call(
             self._client.get_queue_attributes,
             "GetQueueAttributes",
             QueueUrl=self.url,
@@ -226,7 +256,7 @@ class SqsQueue:
         return {str(k): str(v) for k, v in response.get("Attributes", {}).items()}
 
     async def depth(self) -> QueueDepth:
-        response = await call(
+        response = await self._call(
             self._client.get_queue_attributes,
             "GetQueueAttributes",
             QueueUrl=self.url,
