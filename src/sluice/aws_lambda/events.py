@@ -55,6 +55,10 @@ def _whole(value: object, default: int) -> int:
         return default
 
 
+def binary_text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _attributes(raw: object) -> dict[str, dict[str, object]]:
     """Lambda's lower-case ``messageAttributes`` in the API's shape, for ``from_raw``."""
     if not isinstance(raw, Mapping):
@@ -66,7 +70,8 @@ def _attributes(raw: object) -> dict[str, dict[str, object]]:
         data_type = str(value.get("dataType") or value.get("DataType") or "String")
         if data_type.startswith("Binary"):
             binary = value.get("binaryValue", value.get("BinaryValue", ""))
-            out[str(name)] = {"DataType": data_type, "BinaryValue": binary or ""}
+            # base64 text, as Lambda sends it; anything else is not a value to decode
+            out[str(name)] = {"DataType": data_type, "BinaryValue": binary_text(binary)}
         else:
             text = value.get("stringValue", value.get("StringValue", ""))
             out[str(name)] = {"DataType": data_type, "StringValue": "" if text is None else text}
