@@ -22,6 +22,8 @@ the other.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import py_compile
 import re
 import subprocess
 import sys
@@ -84,7 +86,7 @@ def sluice_roots() -> list[str]:
 def _kept(relative: str) -> bool:
     parts = relative.split("/")
     if "__pycache__" in parts or relative.endswith(".pyc"):
-        return False
+        return False  # the installed bytecode is checked by time: made afresh (compiled)
     if parts[0] == "botocore" and len(parts) > 3 and parts[1] == "data":
         return parts[2] in BOTOCORE_SERVICES
     return not (parts[0].endswith(".dist-info") and parts[-1] in {"RECORD", "INSTALLER"})
@@ -152,6 +154,31 @@ def files_for_platform(
             yield path, relative
 
 
+def compiled(files: Iterable[tuple[Path, str]], into: Path) -> Iterator[tuple[Path, str]]:
+    """Bytecode for every module, beside its source as the import system looks for it.
+
+    /var/task is read-only, so without it Lambda compiles every module at every cold start.
+    Unchecked-hash pycs (PEP 552) are used whatever the files' times once unpacked; they are
+    only valid for this interpreter's version, which is why --platform builds skip them.
+    """
+    for path, name in files:
+        if not name.endswith(".py"):
+            continue
+        cached = Path(importlib.util.cache_from_source(name))
+        target = into / cached
+        try:
+            py_compile.compile(
+                str(path),
+                cfile=str(target),
+                dfile=name,
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+        except py_compile.PyCompileError:
+            continue  # a file that is not Python 3 source (some packages ship templates)
+        yield target, cached.as_posix()
+
+
 def write_zip(out: Path, files: Iterable[tuple[Path, str]]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial")
@@ -177,6 +204,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "dist" / "sluice-lambda.zip")
     parser.add_argument("--platform", help="e.g. manylinux2014_aarch64 (installs from PyPI)")
     parser.add_argument("--python-version", default=sysconfig.get_python_version())
+    parser.add_argument(
+        "--no-compile", action="store_true", help="leave out the bytecode (a smaller zip)"
+    )
     args = parser.parse_args()
     deps = closure(sluice_roots())
     with tempfile.TemporaryDirectory() as scratch:
@@ -188,7 +218,10 @@ def main() -> None:
         else:
             dep_files = [item for dist in deps.values() for item in installed_files(dist)]
             target = f"{sysconfig.get_platform()}, CPython {sysconfig.get_python_version()}"
-        count = write_zip(args.out, [*sluice_files(), *dep_files])
+        files = [*sluice_files(), *dep_files]
+        if not (args.platform or args.no_compile):
+            files.extend(compiled(list(files), Path(scratch) / "pyc"))
+        count = write_zip(args.out, files)
     size = args.out.stat().st_size
     print(
         f"{args.out}: {size / 1e6:.1f} MB zipped, {unpacked_size(args.out) / 1e6:.1f} MB "
