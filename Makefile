@@ -6,7 +6,7 @@ PY_STAMP   := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services fmt lint typecheck test bench bench-redshift demo all clean
+.PHONY: help setup services fmt lint typecheck test bench bench-redshift demo lambda-zip all clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,7 +52,10 @@ bench-redshift: setup services ## Redshift path: 100 ms warehouse latency, reque
 demo: setup ## 100,000 synthetic events through the emulator into DuckDB, reconciled
 	$(BIN)/sluice demo
 
+lambda-zip: setup ## the Lambda deployment zip (dist/sluice-lambda.zip) for this platform; prints its size
+	$(BIN)/python scripts/build_lambda_zip.py --out dist/sluice-lambda.zip
+
 all: lint typecheck test ## everything CI runs
 
 clean: ## remove the environment and caches
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache sluice-demo.duckdb*
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache sluice-demo.duckdb* dist

@@ -22,6 +22,10 @@ from sluice.policies import CircuitBreaker, ExponentialBackoff, RejectionPolicy
 from sluice.sinks.base import RowsRejectedError, Sink
 
 Loaded = tuple[LoadResult, list[DeadLetter]]  # what one step of the bisection found
+# Asked after each failed attempt with the failures so far and the next delay: True ends the
+# retries and raises the last error. A worker never stops (it holds the messages and keeps
+# them invisible); a Lambda invocation must, before its deadline.
+StopRetrying = Callable[[int, float], bool]
 
 
 class LoadOutcome(NamedTuple):
@@ -77,6 +81,7 @@ class Loader:
         clock: Callable[[], float],
         on_loaded: Callable[[int, float], None] | None = None,
         rejections: RejectionPolicy | None = None,
+        stop_retrying: StopRetrying | None = None,
     ) -> None:
         self.sink = sink
         self.breaker = breaker
@@ -87,6 +92,7 @@ class Loader:
         self.clock = clock
         self.on_loaded = on_loaded
         self.rejections = rejections or RejectionPolicy()
+        self.stop_retrying = stop_retrying
         # The signature of a table fault no load has cleared yet (shared by all batches).
         self.table_fault: str | None = None
 
@@ -211,6 +217,8 @@ class Loader:
             circuit=circuit,
         )
         await self.on_circuit_change()
+        if self.stop_retrying is not None and self.stop_retrying(attempt + 1, delay):
+            raise TransientError(f"the table refuses every row: {error.signature}")
         await asyncio.sleep(delay)
 
     async def _schema_report(self) -> str:
@@ -250,6 +258,8 @@ class Loader:
                     circuit=self.breaker.state.value,
                 )
                 await self.on_circuit_change()
+                if self.stop_retrying is not None and self.stop_retrying(attempt, delay):
+                    raise
                 await asyncio.sleep(delay)
                 continue
             if attempt:

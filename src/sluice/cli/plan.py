@@ -15,6 +15,14 @@ from sluice.cli.options import takes_settings
 from sluice.cli.status import gather_status
 from sluice.config import Settings
 from sluice.errors import SluiceError
+from sluice.plan.lambda_cost import (
+    LAMBDA_GB_SECOND_ARM,
+    LAMBDA_GB_SECOND_X86,
+    LAMBDA_PER_MILLION_REQUESTS,
+    LambdaComparison,
+    LambdaShape,
+    compare,
+)
 from sluice.plan.sizing import (
     DOCUMENTED,
     GUIDE_LONG_POLL,
@@ -145,6 +153,41 @@ def bench_document(result: BenchResult) -> dict[str, Any]:
 @click.option("--task-vcpu", type=float, default=Prices.task_vcpu, show_default=True)
 @click.option("--task-gb", type=float, default=Prices.task_gb, show_default=True)
 @click.option("--statements-per-load", type=click.IntRange(1), default=5, show_default=True)
+@click.option(
+    "--compare-lambda",
+    is_flag=True,
+    help="Also price the same arrivals through the Lambda handler (docs/lambda.md).",
+)
+@click.option("--lambda-memory", type=click.IntRange(128, 10_240), default=1_024, show_default=True)
+@click.option("--lambda-batch", type=click.IntRange(1, 10_000), default=1_000, show_default=True)
+@click.option(
+    "--lambda-window",
+    type=click.FloatRange(0, 300),
+    default=5.0,
+    show_default=True,
+    help="MaximumBatchingWindowInSeconds.",
+)
+@click.option(
+    "--lambda-seconds",
+    type=click.FloatRange(0.001, 900),
+    default=None,
+    help="Measured seconds per invocation (the EMF line's InvocationSeconds); else estimated.",
+)
+@click.option("--lambda-arm", is_flag=True, help="arm64 prices (the zip must be built for it).")
+@click.option(
+    "--lambda-gb-second",
+    type=float,
+    default=None,
+    help=f"USD per GB-second [default: {LAMBDA_GB_SECOND_X86} x86_64, "
+    f"{LAMBDA_GB_SECOND_ARM} arm64].",
+)
+@click.option(
+    "--lambda-request-price",
+    type=float,
+    default=LAMBDA_PER_MILLION_REQUESTS,
+    show_default=True,
+    help="USD per million invocations.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
 @click.pass_context
 def plan(
@@ -163,6 +206,14 @@ def plan(
     task_vcpu: float,
     task_gb: float,
     statements_per_load: int,
+    compare_lambda: bool,
+    lambda_memory: int,
+    lambda_batch: int,
+    lambda_window: float,
+    lambda_seconds: float | None,
+    lambda_arm: bool,
+    lambda_gb_second: float | None,
+    lambda_request_price: float,
     as_json: bool,
 ) -> None:
     """Workers needed to clear a backlog by a deadline and keep up after, drain times,
@@ -206,12 +257,28 @@ def plan(
         )
         for r in chosen
     ]
+    shape_l = LambdaShape(
+        lambda_memory,
+        lambda_batch,
+        lambda_window,
+        lambda_arm,
+        lambda_seconds,
+        gb_second=lambda_gb_second,
+        per_million_requests=lambda_request_price,
+    )
+    lambdas = [compare(p.inputs, shape_l) if compare_lambda else None for p in plans]
     if as_json:
-        click.echo(json.dumps([plan_document(p) for p in plans], indent=2))
+        documents = [
+            plan_document(p) | ({"lambda": lambda_document(c)} if c else {})
+            for p, c in zip(plans, lambdas, strict=True)
+        ]
+        click.echo(json.dumps(documents, indent=2))
         return
     console = Console()
-    for one in plans:
+    for one, versus in zip(plans, lambdas, strict=True):
         print_plan(console, one)
+        if versus is not None:
+            print_lambda(console, versus)
 
 
 def _rate(obj: CliContext, raw: str, bench_messages: int) -> WorkerRate:
@@ -295,3 +362,27 @@ def print_plan(console: Console, one: Plan) -> None:
     for row in one.drain_table:
         drains.add_row(str(row.workers), row.estimate.text())
     console.print(drains)
+
+
+def lambda_document(c: LambdaComparison) -> dict[str, Any]:
+    return {
+        "records_per_invocation": c.records_per_invocation,
+        "invocations_per_day": c.invocations_per_day,
+        "seconds_per_invocation": c.seconds_per_invocation,
+        "gb_seconds_per_day": c.gb_seconds_per_day,
+        "lambda_per_day": c.lambda_per_day,
+        "workers": c.workers,
+        "workers_per_day": c.workers_per_day,
+        "breakeven_per_second": c.breakeven_per_second,
+        "cheaper": c.cheaper,
+        "figures": [asdict(f) for f in c.figures],
+    }
+
+
+def print_lambda(console: Console, c: LambdaComparison) -> None:
+    title = f"Lambda or workers for these arrivals: [bold]{c.cheaper}[/bold] cost less"
+    table = Table("figure", "value", "arithmetic", title=title, title_justify="left")
+    for f in c.figures:
+        value = f"{f.value:,}" if isinstance(f.value, int | float) else f.value
+        table.add_row(f.name, value, f.how)
+    console.print(table)
