@@ -19,6 +19,7 @@ from sluice.model import DeadLetter, ReceivedMessage, SettleResult
 from sluice.observe.stats import WorkerCounters
 from sluice.policies import ExponentialBackoff
 from sluice.sinks.memory import MemorySink
+from sluice.tools.data_locker import notification
 from tests.support.lambda_events import appsflyer, event, record
 
 MAPPING = load_mapping(None, "events")
@@ -122,3 +123,14 @@ def test_no_time_left_loads_nothing_and_sends_nothing() -> None:
     outcome, messages, _ = invoke(sink, [appsflyer(1), "{"], dlq, seconds_left=4.0)
     assert outcome.failed == tuple(messages) and outcome.not_reached == 2
     assert sink.calls == [] and dlq.sent == []
+
+
+def test_a_notification_of_data_locker_objects_is_dead_lettered_for_a_worker() -> None:
+    dlq = Letters()
+    key = "data-locker/t=installs/dt=2026-12-03/h=4/part-00000.gz"
+    bodies = [notification("bucket", key, sns=True), appsflyer(1)]
+    outcome, _, counters = invoke(MemorySink(), bodies, dlq)
+    assert outcome.failed == () and counters.inserted == 1
+    [letter] = dlq.sent
+    assert letter.message.message_id == "m-0"
+    assert letter.reason.value == "unsupported_envelope" and "worker" in letter.detail

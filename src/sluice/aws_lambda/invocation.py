@@ -22,10 +22,16 @@ import structlog
 from sluice.aws_lambda.budget import InvocationBudget
 from sluice.batching import Batch, FlushPolicy
 from sluice.decode import decode_message
-from sluice.errors import SluiceError
+from sluice.errors import FailureReason, SluiceError
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
-from sluice.model import DeadLetter, ReceivedMessage, SettleResult
+from sluice.model import (
+    DeadLetter,
+    Decoded,
+    ObjectsAnnounced,
+    ReceivedMessage,
+    SettleResult,
+)
 from sluice.observe.stats import WorkerCounters
 from sluice.policies import CircuitBreaker, ExponentialBackoff
 from sluice.settle import Settler, judge_batch
@@ -42,8 +48,26 @@ def batches_of(
     for message in messages:
         if flush.due(batches[-1], 0.0) is not None:
             batches.append(Batch(opened_at=0.0))
-        batches[-1].add(decode_message(message, mapping), 0.0)
+        batches[-1].add(_within_an_invocation(decode_message(message, mapping)), 0.0)
     return [batch for batch in batches if batch.messages]
+
+
+# Objects of hundreds of megabytes do not fit an invocation's 15 minutes and 6 MB answer, and
+# an invocation cannot keep one record invisible while it streams: workers load them.
+OBJECTS_NEED_A_WORKER = (
+    "S3 event notification: Data Locker objects are loaded by a worker (sluice run), "
+    "not by the Lambda handler"
+)
+
+
+def _within_an_invocation(decoded: Decoded | ObjectsAnnounced) -> Decoded:
+    """The decoder's outcome as an invocation can act on it: a notification of objects is a
+    dead letter with its reason (docs/lambda.md, limits), never silently deleted."""
+    if isinstance(decoded, ObjectsAnnounced):
+        return DeadLetter(
+            decoded.message, FailureReason.UNSUPPORTED_ENVELOPE, OBJECTS_NEED_A_WORKER
+        )
+    return decoded
 
 
 @dataclass(frozen=True)
