@@ -1,10 +1,11 @@
 """Loading the objects one message announces, and deciding how to settle that message.
 
-Each object is streamed (``s3read``), inflated and split into records (``csvstream``),
-mapped (``rows``) and loaded through the pipeline's own ``Loader`` in loads of
-``rows_per_load`` rows: the same sink, the same merge, the same retries and circuit breaker.
-Reading waits while a load runs, so at most one load's rows and one chunk are in memory per
-object, and ``concurrency`` objects load at once in a worker. The message stays held
+Each object is streamed (``s3read``), inflated and split into records (``csvstream``; a
+Parquet object is read row group by row group through ranged reads, ``parquet``), mapped
+(``rows``) and loaded through the pipeline's own ``Loader`` in loads of ``rows_per_load``
+rows: the same sink, the same merge, the same retries and circuit breaker. Reading waits
+while a load runs, so at most one load's rows and one chunk (or row group) are in memory
+per object, and ``concurrency`` objects load at once in a worker. The message stays held
 meanwhile and the pipeline's heartbeat keeps it invisible.
 
 How the message is settled:
@@ -37,7 +38,8 @@ from sluice.model import (
     ReceivedMessage,
 )
 from sluice.objects.csvstream import CorruptObjectError, CsvRecords, Parsed
-from sluice.objects.layout import partition_of
+from sluice.objects.layout import ObjectKind, kind_of_key, partition_of
+from sluice.objects.parquet import ParquetLimits, ParquetRecords
 from sluice.objects.report import ErrorReport
 from sluice.objects.rows import header_problem, map_record
 from sluice.objects.s3read import ObjectSupersededError, ObjectUnreadableError, S3ObjectReader
@@ -50,6 +52,7 @@ class ObjectLimits:
     rows_per_load: int = 5_000
     max_failed_rows: int = 10_000  # more than this in one object: the object is refused
     concurrency: int = 1  # objects loading at once in one worker
+    parquet: ParquetLimits = field(default_factory=ParquetLimits)
 
 
 @dataclass
@@ -111,6 +114,8 @@ class ObjectLoader:
     async def _load_object(
         self, announced: ObjectsAnnounced, index: int, ref: ObjectRef, loader: Loader
     ) -> _Tally:
+        if kind_of_key(ref.key) is ObjectKind.PARQUET:
+            return await self._load_parquet(announced, index, ref, loader)
         records = CsvRecords()
         tally = _Tally()
         checked = False
@@ -124,17 +129,34 @@ class ObjectLoader:
         if not checked:
             self._check_header(ref, records.header or ())
         await self._take(announced, index, ref, last, tally=tally, loader=loader)
+        return await self._finish(ref, tally, loader, records.bytes_in, "csv")
+
+    async def _load_parquet(
+        self, announced: ObjectsAnnounced, index: int, ref: ObjectRef, loader: Loader
+    ) -> _Tally:
+        records = ParquetRecords(self.reader, ref, self.limits.parquet)
+        tally = _Tally()
+        self._check_header(ref, await records.open())
+        async for parsed in records.slices():
+            await self._take(announced, index, ref, parsed, tally=tally, loader=loader)
+        return await self._finish(ref, tally, loader, records.bytes_in, "parquet")
+
+    async def _finish(
+        self, ref: ObjectRef, tally: _Tally, loader: Loader, bytes_in: int, form: str
+    ) -> _Tally:
+        """The object's last load and report, and its log line."""
         await self._load(tally, loader)
         await self._report(ref, tally)
         partition = partition_of(ref.key)
         self.log.info(
             "object_loaded",
             object=ref.url,
+            format=form,
             rows=tally.rows,
             inserted=tally.inserted,
             already_present=tally.already_present,
             failed=tally.failed,
-            bytes=records.bytes_in,
+            bytes=bytes_in,
             **(
                 {"report": partition.report, "dt": partition.date, "h": partition.hour}
                 if partition
