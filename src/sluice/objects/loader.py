@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from sluice.errors import FailureReason, TransientError
+from sluice.errors import FailureReason, SluiceError, TransientError
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
 from sluice.model import (
@@ -37,12 +37,15 @@ from sluice.model import (
     ObjectsSettled,
     ReceivedMessage,
 )
+from sluice.objects.copy import ObjectCopier, csv_object, read_header
 from sluice.objects.csvstream import CorruptObjectError, CsvRecords, Parsed
 from sluice.objects.layout import ObjectKind, kind_of_key, partition_of
 from sluice.objects.parquet import ParquetLimits, ParquetRecords
 from sluice.objects.report import ErrorReport
 from sluice.objects.rows import header_problem, map_record
 from sluice.objects.s3read import ObjectSupersededError, ObjectUnreadableError, S3ObjectReader
+from sluice.sinks.base import error_signature
+from sluice.sinks.redshift.object_copy import copy_problem, header_copy_problem
 
 REPORT_EVERY = 500  # failed rows sent to the report in groups of this many
 
@@ -77,6 +80,8 @@ class ObjectLoader:
         report: ErrorReport,
         log: structlog.typing.FilteringBoundLogger,
         limits: ObjectLimits | None = None,
+        *,
+        copy_from_s3: bool = False,
     ) -> None:
         self.reader = reader
         self.mapping = mapping
@@ -84,6 +89,11 @@ class ObjectLoader:
         self.log = log
         self.limits = limits or ObjectLimits()
         self._slots = asyncio.Semaphore(self.limits.concurrency)
+        # The profile says the warehouse copies objects from S3 (objects/copy.py): why this
+        # mapping cannot, or None.
+        self.copy_problem = copy_problem(mapping) if copy_from_s3 else "not this warehouse"
+        if copy_from_s3 and self.copy_problem:
+            log.info("object_copy_off", why=self.copy_problem)
 
     async def __call__(self, announced: ObjectsAnnounced, loader: Loader) -> ObjectsSettled:
         message = announced.message
@@ -116,6 +126,11 @@ class ObjectLoader:
     ) -> _Tally:
         if kind_of_key(ref.key) is ObjectKind.PARQUET:
             return await self._load_parquet(announced, index, ref, loader)
+        copier = loader.sink
+        if self.copy_problem is None and isinstance(copier, ObjectCopier) and copier.copies_objects:
+            copied = await self._copy(announced, index, ref, copier)
+            if copied is not None:
+                return copied
         records = CsvRecords()
         tally = _Tally()
         checked = False
@@ -129,7 +144,36 @@ class ObjectLoader:
         if not checked:
             self._check_header(ref, records.header or ())
         await self._take(announced, index, ref, last, tally=tally, loader=loader)
-        return await self._finish(ref, tally, loader, records.bytes_in, "csv")
+        return await self._finish(ref, tally, loader, records.bytes_in, form="csv", path="stream")
+
+    async def _copy(
+        self, announced: ObjectsAnnounced, index: int, ref: ObjectRef, copier: ObjectCopier
+    ) -> _Tally | None:
+        """The object loaded by COPY from S3, or None: stream it (see objects/copy.py)."""
+        found = await read_header(self.reader, ref)
+        if found is None:
+            return None
+        header, form = found
+        self._check_header(ref, header)
+        problem = header_copy_problem(header)
+        if problem is not None:
+            self.log.info("object_copy_skipped", object=ref.url, why=problem)
+            return None
+        source = csv_object(ref, header, form, announced.message, index)
+        try:
+            result = await copier.copy_csv_object(source)
+        except SluiceError as exc:
+            # The warehouse's text may quote a value: its signature only, at info.
+            self.log.info(
+                "object_copy_refused",
+                object=ref.url,
+                kind=type(exc).__name__,
+                error=error_signature(str(exc)),
+            )
+            return None
+        tally = _Tally(result.inserted, result.already_present)
+        tally.rows = result.inserted + result.already_present
+        return await self._finish(ref, tally, None, 0, form="csv", path="copy")
 
     async def _load_parquet(
         self, announced: ObjectsAnnounced, index: int, ref: ObjectRef, loader: Loader
@@ -139,19 +183,30 @@ class ObjectLoader:
         self._check_header(ref, await records.open())
         async for parsed in records.slices():
             await self._take(announced, index, ref, parsed, tally=tally, loader=loader)
-        return await self._finish(ref, tally, loader, records.bytes_in, "parquet")
+        return await self._finish(
+            ref, tally, loader, records.bytes_in, form="parquet", path="stream"
+        )
 
     async def _finish(
-        self, ref: ObjectRef, tally: _Tally, loader: Loader, bytes_in: int, form: str
+        self,
+        ref: ObjectRef,
+        tally: _Tally,
+        loader: Loader | None,
+        bytes_in: int,
+        *,
+        form: str,
+        path: str,
     ) -> _Tally:
         """The object's last load and report, and its log line."""
-        await self._load(tally, loader)
-        await self._report(ref, tally)
+        if loader is not None:
+            await self._load(tally, loader)
+            await self._report(ref, tally)
         partition = partition_of(ref.key)
         self.log.info(
             "object_loaded",
             object=ref.url,
             format=form,
+            path=path,
             rows=tally.rows,
             inserted=tally.inserted,
             already_present=tally.already_present,

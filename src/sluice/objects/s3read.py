@@ -16,7 +16,7 @@ error AWS calls permanent (object_unreadable). A failed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,7 @@ class S3ObjectReader:
 
     async def chunks(
         self, ref: ObjectRef, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The object's bytes from ``start`` up to ``end`` (exclusive; None: its end), in
         order, at most ``chunk_bytes`` at a time."""
         offset = start
