@@ -28,7 +28,8 @@ each row that does not fit. The plain forms, per column type:
   JSON parser then decides; invalid JSON aborts);
 - an empty cell: NULL where the column is nullable (required: not plain).
 And the row's text holds no control character but tab, newline and carriage return (the only
-ones escaped here; orjson writes the others as ``\\b``, ``\\f``, ``\\u00XX``).
+ones escaped here; orjson writes the others as ``\\b``, ``\\f``, ``\\u00XX``); the test is
+``[[:cntrl:]]``, which also sends a row holding DEL to the streaming path (conservative).
 
 A mapping qualifies (``copy_problem``) when every column's path is one header, none is
 ``double`` (the decimal-to-binary rounding of a warehouse's cast is not specified to match
@@ -65,15 +66,17 @@ from sluice.sinks.redshift.sql import (
 from sluice.sinks.sql import REDSHIFT, Dialect, column_list, quote
 
 OBJECT_TABLE = "sluice_object"
-# COPY reads a cell holding exactly this as NULL: no export writes it, and a NULL that does
-# appear (it cannot otherwise) fails the row's plain-form test rather than pass unseen.
-NULL_MARKER = "\x1fsluice-null\x1f"
+# COPY reads a cell holding exactly this as NULL (its default, \N, is text an export may
+# hold). A cell that does hold it becomes NULL, which fails the row's plain-form test (the
+# row's JSON is NULL), so the object streams: never a wrong value, at worst the slower path.
+NULL_MARKER = "sluice:null:7d1f"
 _RAW_TEXT = {"redshift": "VARCHAR(65535)", "postgres": "TEXT"}
 _SHA256 = {"redshift": "SHA2({}, 256)", "postgres": "encode(sha256(convert_to({}, 'UTF8')), 'hex')"}
 _JSON_OF_TEXT = {"redshift": "JSON_PARSE({})", "postgres": "CAST({} AS JSONB)"}
 # orjson's short escapes that SQL reproduces here; any other control character is not plain.
 _ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
-_CONTROL = "[" + chr(1) + "-" + chr(31) + "]"
+# Any control character left after those escapes (DEL and C1 too: conservative).
+_CONTROL = "[[:cntrl:]]"
 _TIMESTAMP = "^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,6})?$"
 _DECIMAL = f"^-?[0-9]{{1,{DECIMAL_PRECISION - DECIMAL_SCALE}}}([.][0-9]{{1,{DECIMAL_SCALE}}})?$"
 _BIGINT = "^-?[0-9]{1,18}$"
@@ -199,18 +202,20 @@ def _plain(column: Column, cell: str) -> str:
     """The SQL test that ``cell`` is in the plain form for ``column``."""
     if column.type is ColumnType.TEXT:
         return f"OCTET_LENGTH({cell}) <= {column.max_length}" if column.max_length else "TRUE"
-    empty = f"{cell} = ''" if column.nullable else "FALSE"
     if column.type is ColumnType.BOOLEAN:
         words = ", ".join(f"'{w}'" for w in (*_TRUE, *_FALSE))
-        return f"({empty} OR LOWER({cell}) IN ({words}))"
-    if column.type is ColumnType.JSON:
-        return f"({empty} OR ({cell} ~ '^[{{[]' AND {cell} ~ '[]}}]$'))"
-    pattern = {
-        ColumnType.TIMESTAMP: _TIMESTAMP,
-        ColumnType.DECIMAL: _DECIMAL,
-        ColumnType.BIGINT: _BIGINT,
-    }[column.type]
-    return f"({empty} OR {cell} ~ '{pattern}')"
+        test = f"LOWER({cell}) IN ({words})"
+    elif column.type is ColumnType.JSON:
+        test = f"({cell} ~ '^[{{[]' AND {cell} ~ '[]}}]$')"
+    else:
+        pattern = {
+            ColumnType.TIMESTAMP: _TIMESTAMP,
+            ColumnType.DECIMAL: _DECIMAL,
+            ColumnType.BIGINT: _BIGINT,
+        }[column.type]
+        test = f"{cell} ~ '{pattern}'"
+    # An empty cell is NULL for these types: plain only where the column may be NULL.
+    return f"({cell} = '' OR {test})" if column.nullable else test
 
 
 def _value(dialect: Dialect, column: Column, cell: str) -> str:
