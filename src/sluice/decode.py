@@ -6,7 +6,7 @@ Recognised bodies:
 - an S3 event notification (``Records[].eventSource == aws:s3``), raw or inside an SNS
   envelope: the objects it names hold the rows (AppsFlyer Data Locker), so it decodes to
   ``ObjectsAnnounced``; markers (``_SUCCESS``), removals and other types are listed as
-  skipped; a Parquet object is refused with ``unsupported_object_type``;
+  skipped; gzip CSV and Parquet objects are loadable;
 - the ``s3:TestEvent`` S3 sends when a notification is configured: ignored (deleted).
 """
 
@@ -160,13 +160,7 @@ def objects_announced(event: Mapping[str, object], message: ReceivedMessage) -> 
             skipped.append((ref, f"{event_name or 'an event'} creates no object"))
             continue
         kind = kind_of_key(ref.key)
-        if kind is ObjectKind.PARQUET:
-            raise MessageError(
-                FailureReason.UNSUPPORTED_OBJECT_TYPE,
-                f"{ref.url}: Parquet objects are not read by this build (it reads gzip CSV; "
-                "choose CSV in the Data Locker settings)",
-            )
-        if kind is ObjectKind.CSV:
+        if kind in (ObjectKind.CSV, ObjectKind.PARQUET):
             loadable.append(ref)
         else:
             skipped.append((ref, f"a {kind.value} object, nothing to load"))

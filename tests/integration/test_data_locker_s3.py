@@ -18,7 +18,14 @@ import psycopg
 from sluice.local.emulator import Emulator
 from sluice.mapping import load_mapping
 from sluice.tools.checker import check, file_rows_sent, key_function
-from sluice.tools.data_locker import TEST_EVENT, folder, gzip_csv, notification, synth_rows
+from sluice.tools.data_locker import (
+    TEST_EVENT,
+    folder,
+    gzip_csv,
+    notification,
+    parquet,
+    synth_rows,
+)
 from tests.support import s3, scenario, sqs
 from tests.support.worker import init_db, start_worker, wait_for, worker_env
 
@@ -148,6 +155,44 @@ def test_a_worker_killed_half_way_through_an_object_then_restarted_loads_it_exac
         file_rows_sent((row, True) for row in rows),
         rows_found,
         [],
+        sqs.depth(emulator.endpoint, queues.url).total,
+        key_function(load_mapping(MAPPING, table_name)),
+        min_messages=ROWS,
+    )
+    assert report.ok, report.summary()
+
+
+def test_a_parquet_object_loads_exactly_and_a_corrupt_one_is_dead_lettered(
+    emulator: Emulator, pg_dsn: str, table_name: str, tmp_path: Path
+) -> None:
+    bucket = s3.make_bucket(emulator.endpoint)
+    queues = sqs.make_queues(emulator.endpoint)
+    env = data_locker_env(emulator, queues, pg_dsn, table_name)
+    init_db(env)
+    rows = list(synth_rows(ROWS, seed=31, hour=datetime(2024, 5, 1, 6)))
+    body = parquet(rows, row_group_rows=25_000)
+    key = "data-locker/t=inapps/dt=2024-05-01/h=6/part-00000.snappy.parquet"
+    etag = s3.put(emulator.endpoint, bucket, key, body)
+    corrupt = parquet(list(synth_rows(1000, seed=32)))
+    corrupt = corrupt[:-12] + b"\xff" * 8 + corrupt[-4:]  # a footer length past the start
+    corrupt_key = "data-locker/t=inapps/dt=2024-05-01/h=6/part-00001.parquet"
+    corrupt_etag = s3.put(emulator.endpoint, bucket, corrupt_key, corrupt)
+    bodies = [
+        notification(bucket, key, etag=etag),  # no size: read with HeadObject
+        notification(bucket, corrupt_key, size=len(corrupt), etag=corrupt_etag),
+    ]
+    assert sqs.send(emulator.endpoint, queues.url, bodies) == 2
+
+    stats = scenario.drain(env, tmp_path / "drain.log", timeout=240)
+
+    found = scenario.target_rows(pg_dsn, table_name)
+    assert sum(found.values()) == ROWS
+    assert stats["rowsInserted"] == ROWS
+    assert dlq_reasons(emulator, queues) == {"corrupt_object": 1}
+    report = check(
+        file_rows_sent([*((row, True) for row in rows)]),
+        found,
+        sorted(set(sqs.dlq_bodies(emulator.endpoint, queues.dlq_url))),
         sqs.depth(emulator.endpoint, queues.url).total,
         key_function(load_mapping(MAPPING, table_name)),
         min_messages=ROWS,

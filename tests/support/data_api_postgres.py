@@ -6,21 +6,41 @@ It answers as the Data API does: ``ExecuteStatement`` / ``BatchExecuteStatement`
 id at once; the work is done by the time ``DescribeStatement`` is asked (``FINISHED`` with
 ``ResultRows``, or ``FAILED`` with the server's error text, a batch naming the sub-statement
 that failed); a batch is one transaction; ``GetStatementResult`` pages typed fields.
+
+With an S3 client (``s3``), Redshift's ``COPY <table> (<columns>) FROM 's3://...' ... CSV
+[GZIP] IGNOREHEADER 1 NULL AS '...'`` (the COPY of a Data Locker object,
+``sinks/redshift/object_copy.py``) runs too: the object is read from that S3 (the emulator's)
+and loaded with PostgreSQL's ``COPY FROM STDIN (FORMAT csv, HEADER, NULL ...)``. A missing
+object fails the statement as Redshift's COPY would. Other COPY forms are not emulated.
 """
 
 from __future__ import annotations
 
+import gzip
 import itertools
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
 
 from sluice.sinks.redshift.data_api import to_psycopg_params
 
+_S3_COPY = re.compile(
+    r"^COPY (?P<table>\"[^\"]+\") \((?P<columns>[^)]*)\) FROM '(?P<url>s3://(?:[^']|'')+)' "
+    r"IAM_ROLE '[^']*' (?P<form>CSV GZIP|CSV) IGNOREHEADER 1 NULL AS '(?P<null>[^'\\]*)' ",
+)
+
+
+class S3CopyError(Exception):
+    """The object a COPY names could not be read."""
+
 
 class PostgresDataApi:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, s3: Callable[[], Awaitable[Any]] | None = None) -> None:
         self._dsn = dsn
+        self._s3 = s3
+        self.copies = 0  # COPY FROM S3 statements run
         self._ids = itertools.count(1)
         self._statements: dict[str, dict[str, Any]] = {}
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
@@ -35,6 +55,10 @@ class PostgresDataApi:
         statement_id = f"s-{next(self._ids)}"
         conn = await self._connection()
         try:
+            copied = await self._s3_copy(conn, kwargs["Sql"])
+            if copied is not None:
+                self._statements[statement_id] = {"Status": "FINISHED", "ResultRows": copied}
+                return {"Id": statement_id}
             cursor = await conn.execute(to_psycopg_params(kwargs["Sql"]), params or None)
             records = await cursor.fetchall() if cursor.description else []
             self._statements[statement_id] = {
@@ -56,11 +80,13 @@ class PostgresDataApi:
                     sub = {"Id": f"{statement_id}:{i}", "Status": "FAILED"}
                     subs.append(sub)
                     try:
-                        cursor = await conn.execute(sql)
+                        copied = await self._s3_copy(conn, sql)
+                        if copied is None:
+                            copied = (await conn.execute(sql)).rowcount
                     except psycopg.Error as exc:
                         sub["Error"] = _text(exc)
                         raise
-                    sub |= {"Status": "FINISHED", "ResultRows": cursor.rowcount}
+                    sub |= {"Status": "FINISHED", "ResultRows": copied}
         except psycopg.Error as exc:
             for sub in subs:
                 if sub["Status"] == "FINISHED":
@@ -73,6 +99,40 @@ class PostgresDataApi:
         else:
             self._statements[statement_id] = {"Status": "FINISHED", "SubStatements": subs}
         return {"Id": statement_id}
+
+    async def _s3_copy(
+        self, conn: psycopg.AsyncConnection[tuple[object, ...]], sql: str
+    ) -> int | None:
+        """Rows a COPY FROM an S3 object loaded, or None for any other statement."""
+        match = _S3_COPY.match(sql)
+        if match is None or self._s3 is None:
+            return None
+        bucket, _, key = match["url"].replace("''", "'").removeprefix("s3://").partition("/")
+        client = await self._s3()
+        try:
+            response = await client.get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as body:
+                data = await body.read()
+        except Exception as exc:  # Redshift: "S3ServiceException: ... NoSuchKey"
+            raise psycopg.errors.ExternalRoutineException(
+                f"S3ServiceException: {type(exc).__name__} reading {match['url']}"
+            ) from exc
+        if match["form"] == "CSV GZIP":
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as exc:
+                raise psycopg.errors.DataException(f"gzip: {exc}") from exc
+        self.copies += 1
+        null = match["null"].replace("'", "''")
+        async with (
+            conn.cursor() as cursor,
+            cursor.copy(
+                f"COPY {match['table']} ({match['columns']}) FROM STDIN "
+                f"WITH (FORMAT csv, HEADER true, NULL '{null}')"
+            ) as copy,
+        ):
+            await copy.write(data)
+        return cursor.rowcount
 
     async def describe_statement(self, **kwargs: Any) -> dict[str, Any]:
         described = dict(self._statements[kwargs["Id"]])

@@ -183,7 +183,7 @@ def test_a_notification_announces_its_object_with_the_key_decoded(sns: bool) -> 
     assert partition_of(key) is not None
 
 
-def test_markers_removals_and_other_types_are_skipped_and_parquet_refused() -> None:
+def test_markers_removals_and_other_types_are_skipped_and_parquet_loadable() -> None:
     marker = decode_message(message(notification("b", "t=x/dt=d/h=1/_SUCCESS")), MAPPING)
     assert isinstance(marker, ObjectsAnnounced)
     assert marker.objects == ()
@@ -193,8 +193,8 @@ def test_markers_removals_and_other_types_are_skipped_and_parquet_refused() -> N
     gone = objects_announced(removed, message(""))
     assert gone.objects == ()
     parquet = decode_message(message(notification("b", "t=x/dt=d/h=1/p.snappy.parquet")), MAPPING)
-    assert isinstance(parquet, DeadLetter)
-    assert parquet.reason is FailureReason.UNSUPPORTED_OBJECT_TYPE
+    assert isinstance(parquet, ObjectsAnnounced)
+    assert [ref.key for ref in parquet.objects] == ["t=x/dt=d/h=1/p.snappy.parquet"]
     assert decode_message(message(TEST_EVENT), MAPPING) == Ignored(
         message(TEST_EVENT), "s3:TestEvent"
     )

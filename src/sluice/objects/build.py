@@ -11,6 +11,7 @@ import structlog
 from sluice.config import Settings
 from sluice.mapping import TableMapping
 from sluice.objects.loader import ObjectLimits, ObjectLoader
+from sluice.objects.parquet import ParquetLimits
 from sluice.objects.report import ErrorReport
 from sluice.objects.s3read import S3ObjectReader
 from sluice.sinks.redshift.build import AwsClients
@@ -47,5 +48,14 @@ def build_object_loader(
         mapping,
         ErrorReport(dead_letters, log),
         log,
-        ObjectLimits(rows_per_load=settings.batch_max_rows),
+        ObjectLimits(
+            rows_per_load=settings.batch_max_rows,
+            parquet=ParquetLimits(rows_per_slice=min(settings.batch_max_rows, 10_000)),
+        ),
+        # Capability as data: the warehouse's profile, and the role its COPY reads S3 with.
+        copy_from_s3=bool(
+            settings.profile is not None
+            and settings.profile.copies_s3_objects
+            and settings.redshift.iam_role
+        ),
     )

@@ -70,6 +70,11 @@ class CsvRecords:
         return self._header
 
     @property
+    def gzip(self) -> bool | None:
+        """Whether the object is gzip (None until its first two bytes are in)."""
+        return self._gzip
+
+    @property
     def records(self) -> int:
         return self._records
 

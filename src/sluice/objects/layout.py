@@ -17,7 +17,7 @@ _MARKERS = ("_SUCCESS", "_COMPLETED", "_temporary")
 
 class ObjectKind(enum.Enum):
     CSV = "csv"  # gzip or plain CSV: loaded
-    PARQUET = "parquet"  # Data Locker's other format: not read by this build
+    PARQUET = "parquet"  # Data Locker's other format: loaded (needs the parquet extra)
     MARKER = "marker"  # _SUCCESS and the like: acknowledged, nothing to load
     OTHER = "other"  # anything else: acknowledged, nothing to load
 

@@ -1,10 +1,11 @@
 """Loading the objects one message announces, and deciding how to settle that message.
 
-Each object is streamed (``s3read``), inflated and split into records (``csvstream``),
-mapped (``rows``) and loaded through the pipeline's own ``Loader`` in loads of
-``rows_per_load`` rows: the same sink, the same merge, the same retries and circuit breaker.
-Reading waits while a load runs, so at most one load's rows and one chunk are in memory per
-object, and ``concurrency`` objects load at once in a worker. The message stays held
+Each object is streamed (``s3read``), inflated and split into records (``csvstream``; a
+Parquet object is read row group by row group through ranged reads, ``parquet``), mapped
+(``rows``) and loaded through the pipeline's own ``Loader`` in loads of ``rows_per_load``
+rows: the same sink, the same merge, the same retries and circuit breaker. Reading waits
+while a load runs, so at most one load's rows and one chunk (or row group) are in memory
+per object, and ``concurrency`` objects load at once in a worker. The message stays held
 meanwhile and the pipeline's heartbeat keeps it invisible.
 
 How the message is settled:
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from sluice.errors import FailureReason, TransientError
+from sluice.errors import FailureReason, SluiceError, TransientError
 from sluice.loading import Loader
 from sluice.mapping import TableMapping
 from sluice.model import (
@@ -36,11 +37,15 @@ from sluice.model import (
     ObjectsSettled,
     ReceivedMessage,
 )
+from sluice.objects.copy import ObjectCopier, csv_object, read_header
 from sluice.objects.csvstream import CorruptObjectError, CsvRecords, Parsed
-from sluice.objects.layout import partition_of
+from sluice.objects.layout import ObjectKind, kind_of_key, partition_of
+from sluice.objects.parquet import ParquetLimits, ParquetRecords
 from sluice.objects.report import ErrorReport
 from sluice.objects.rows import header_problem, map_record
 from sluice.objects.s3read import ObjectSupersededError, ObjectUnreadableError, S3ObjectReader
+from sluice.sinks.base import error_signature
+from sluice.sinks.redshift.object_copy import copy_problem, header_copy_problem
 
 REPORT_EVERY = 500  # failed rows sent to the report in groups of this many
 
@@ -50,6 +55,7 @@ class ObjectLimits:
     rows_per_load: int = 5_000
     max_failed_rows: int = 10_000  # more than this in one object: the object is refused
     concurrency: int = 1  # objects loading at once in one worker
+    parquet: ParquetLimits = field(default_factory=ParquetLimits)
 
 
 @dataclass
@@ -74,6 +80,8 @@ class ObjectLoader:
         report: ErrorReport,
         log: structlog.typing.FilteringBoundLogger,
         limits: ObjectLimits | None = None,
+        *,
+        copy_from_s3: bool = False,
     ) -> None:
         self.reader = reader
         self.mapping = mapping
@@ -81,6 +89,11 @@ class ObjectLoader:
         self.log = log
         self.limits = limits or ObjectLimits()
         self._slots = asyncio.Semaphore(self.limits.concurrency)
+        # The profile says the warehouse copies objects from S3 (objects/copy.py): why this
+        # mapping cannot, or None.
+        self.copy_problem = copy_problem(mapping) if copy_from_s3 else "not this warehouse"
+        if copy_from_s3 and self.copy_problem:
+            log.info("object_copy_off", why=self.copy_problem)
 
     async def __call__(self, announced: ObjectsAnnounced, loader: Loader) -> ObjectsSettled:
         message = announced.message
@@ -111,6 +124,13 @@ class ObjectLoader:
     async def _load_object(
         self, announced: ObjectsAnnounced, index: int, ref: ObjectRef, loader: Loader
     ) -> _Tally:
+        if kind_of_key(ref.key) is ObjectKind.PARQUET:
+            return await self._load_parquet(announced, index, ref, loader)
+        copier = loader.sink
+        if self.copy_problem is None and isinstance(copier, ObjectCopier) and copier.copies_objects:
+            copied = await self._copy(announced, index, ref, copier)
+            if copied is not None:
+                return copied
         records = CsvRecords()
         tally = _Tally()
         checked = False
@@ -124,17 +144,74 @@ class ObjectLoader:
         if not checked:
             self._check_header(ref, records.header or ())
         await self._take(announced, index, ref, last, tally=tally, loader=loader)
-        await self._load(tally, loader)
-        await self._report(ref, tally)
+        return await self._finish(ref, tally, loader, records.bytes_in, form="csv", path="stream")
+
+    async def _copy(
+        self, announced: ObjectsAnnounced, index: int, ref: ObjectRef, copier: ObjectCopier
+    ) -> _Tally | None:
+        """The object loaded by COPY from S3, or None: stream it (see objects/copy.py)."""
+        found = await read_header(self.reader, ref)
+        if found is None:
+            return None
+        header, form = found
+        self._check_header(ref, header)
+        problem = header_copy_problem(header)
+        if problem is not None:
+            self.log.info("object_copy_skipped", object=ref.url, why=problem)
+            return None
+        source = csv_object(ref, header, form, announced.message, index)
+        try:
+            result = await copier.copy_csv_object(source)
+        except SluiceError as exc:
+            # The warehouse's text may quote a value: its signature only, at info.
+            self.log.info(
+                "object_copy_refused",
+                object=ref.url,
+                kind=type(exc).__name__,
+                error=error_signature(str(exc)),
+            )
+            return None
+        tally = _Tally(result.inserted, result.already_present)
+        tally.rows = result.inserted + result.already_present
+        return await self._finish(ref, tally, None, 0, form="csv", path="copy")
+
+    async def _load_parquet(
+        self, announced: ObjectsAnnounced, index: int, ref: ObjectRef, loader: Loader
+    ) -> _Tally:
+        records = ParquetRecords(self.reader, ref, self.limits.parquet)
+        tally = _Tally()
+        self._check_header(ref, await records.open())
+        async for parsed in records.slices():
+            await self._take(announced, index, ref, parsed, tally=tally, loader=loader)
+        return await self._finish(
+            ref, tally, loader, records.bytes_in, form="parquet", path="stream"
+        )
+
+    async def _finish(
+        self,
+        ref: ObjectRef,
+        tally: _Tally,
+        loader: Loader | None,
+        bytes_in: int,
+        *,
+        form: str,
+        path: str,
+    ) -> _Tally:
+        """The object's last load and report, and its log line."""
+        if loader is not None:
+            await self._load(tally, loader)
+            await self._report(ref, tally)
         partition = partition_of(ref.key)
         self.log.info(
             "object_loaded",
             object=ref.url,
+            format=form,
+            path=path,
             rows=tally.rows,
             inserted=tally.inserted,
             already_present=tally.already_present,
             failed=tally.failed,
-            bytes=records.bytes_in,
+            bytes=bytes_in,
             **(
                 {"report": partition.report, "dt": partition.date, "h": partition.hour}
                 if partition

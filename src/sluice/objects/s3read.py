@@ -16,7 +16,7 @@ error AWS calls permanent (object_unreadable). A failed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +68,16 @@ class S3ObjectReader:
         self.requests = 0
         self.resumed = 0  # reads resumed after a break
 
-    async def chunks(self, ref: ObjectRef) -> AsyncIterator[bytes]:
-        """The object's bytes, in order, at most ``chunk_bytes`` at a time."""
-        offset = 0
+    async def chunks(
+        self, ref: ObjectRef, start: int = 0, end: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The object's bytes from ``start`` up to ``end`` (exclusive; None: its end), in
+        order, at most ``chunk_bytes`` at a time."""
+        offset = start
         failures = 0
-        while True:
+        while end is None or offset < end:
             try:
-                async for chunk in self._read_from(ref, offset):
+                async for chunk in self._read_from(ref, offset, end):
                     offset += len(chunk)
                     failures = 0
                     yield chunk
@@ -93,14 +96,39 @@ class S3ObjectReader:
             self.resumed += 1
             await self._sleep(self.policy.backoff.delay(failures - 1))
 
-    async def _read_from(self, ref: ObjectRef, offset: int) -> AsyncIterator[bytes]:
+    async def read_range(self, ref: ObjectRef, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of the object, resumed as ``chunks`` is."""
+        return b"".join([chunk async for chunk in self.chunks(ref, start, end)])
+
+    async def size_of(self, ref: ObjectRef) -> int:
+        """The object's size: the notification's, or HeadObject's (pinned like a read)."""
+        if ref.size > 0:
+            return ref.size
+        request = self._pinned(ref)
+        self.requests += 1
+        try:
+            response = await (await self._client()).head_object(**request)
+        except ClientError as exc:
+            error = _permanent(ref, exc)
+            raise (error or classify(AwsService.S3, "HeadObject", exc)) from exc
+        except NO_ANSWER as exc:
+            raise classify(AwsService.S3, "HeadObject", exc) from exc
+        return int(response["ContentLength"])
+
+    def _pinned(self, ref: ObjectRef) -> dict[str, str]:
         request: dict[str, str] = {"Bucket": ref.bucket, "Key": ref.key}
-        if offset:
-            request["Range"] = f"bytes={offset}-"
         if ref.etag:
             request["IfMatch"] = f'"{ref.etag}"'
         if ref.version_id:
             request["VersionId"] = ref.version_id
+        return request
+
+    async def _read_from(
+        self, ref: ObjectRef, offset: int, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        request = self._pinned(ref)
+        if offset or end is not None:
+            request["Range"] = f"bytes={offset}-{'' if end is None else end - 1}"
         self.requests += 1
         response = await (await self._client()).get_object(**request)
         body = response["Body"]

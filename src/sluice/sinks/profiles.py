@@ -71,6 +71,9 @@ class WarehouseProfile:
     max_writers: int | None = None
     text_limit: int | None = None  # bytes a text column holds, when bounded
     defaults: FlushDefaults = field(default_factory=FlushDefaults)
+    # Loads a Data Locker CSV object with COPY straight from S3 where the mapping allows it
+    # (docs/data-locker.md); otherwise objects stream through ``load`` like any batch.
+    copies_s3_objects: bool = False
 
     def load_concurrency(self, wanted: int) -> int:
         """Loads in parallel in one worker: more than the writers allowed would only queue."""
@@ -143,5 +146,6 @@ PROFILES: dict[SinkKind, WarehouseProfile] = {
         check=_check_redshift,
         text_limit=REDSHIFT_MAX_VARCHAR,
         defaults=FlushDefaults(REDSHIFT_DEFAULTS, max_age=REDSHIFT_MAX_AGE),
+        copies_s3_objects=True,
     ),
 }

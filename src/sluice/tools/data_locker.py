@@ -1,5 +1,5 @@
 """Synthetic AppsFlyer Data Locker objects and their S3 event notifications, for the tests,
-the benchmark and demos: gzip CSV with the raw-data export's headers, written in one pass."""
+the benchmark and demos: gzip CSV (or Parquet) with the raw-data export's headers."""
 
 from __future__ import annotations
 
@@ -126,6 +126,28 @@ def gzip_csv(rows: Iterator[dict[str, str]] | Sequence[dict[str, str]]) -> bytes
         writer.writerows(rows)
         text.flush()
         text.detach()
+    return out.getvalue()
+
+
+def parquet(
+    rows: Iterator[dict[str, str]] | Sequence[dict[str, str]], *, row_group_rows: int = 50_000
+) -> bytes:
+    """The rows as one Parquet object with ``HEADER`` (string columns, snappy, row groups of
+    ``row_group_rows``), as Data Locker writes them when Parquet is chosen. Needs pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.string()) for name in HEADER])
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, schema, compression="snappy") as writer:
+        group: list[dict[str, str]] = []
+        for row in rows:
+            group.append(row)
+            if len(group) == row_group_rows:
+                writer.write_table(pa.Table.from_pylist(group, schema=schema))
+                group = []
+        if group:
+            writer.write_table(pa.Table.from_pylist(group, schema=schema))
     return out.getvalue()
 
 

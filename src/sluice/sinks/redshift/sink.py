@@ -26,6 +26,7 @@ from sluice.mapping import TableMapping
 from sluice.model import LoadResult, MappedRow
 from sluice.sinks.base import FaultHook, NoFaults
 from sluice.sinks.redshift.errors import SerializationConflict
+from sluice.sinks.redshift.object_copy import CsvObject, object_copy_plan
 from sluice.sinks.redshift.sql import (
     CURRENT_DATABASE_SQL,
     ISOLATION_SQL,
@@ -256,7 +257,27 @@ class RedshiftSink:
         except SluiceError as exc:
             _log.warning("staging_not_removed", manifest=staged.manifest_url, error=str(exc))
 
+    @property
+    def copies_objects(self) -> bool:
+        """Whether ``copy_csv_object`` can run: Redshift reads S3 with the IAM role."""
+        return bool(self._iam_role)
+
+    async def copy_csv_object(self, source: CsvObject) -> LoadResult:
+        """COPY one Data Locker CSV object from S3 and merge it (``object_copy``), in one
+        transaction. Raises as ``load`` does; any error means nothing was merged."""
+        lock = await self.merge_lock()
+        plan = object_copy_plan(self._dialect, self._mapping, source, self._iam_role, lock=lock)
+        counts = await self._run(plan.transaction)
+        rows = max(counts[plan.rows_index], 0)
+        inserted = max(counts[plan.transaction.merge_index], 0)
+        return LoadResult(inserted, rows - inserted)
+
     async def _commit(self, transaction: Transaction) -> int:
+        counts = await self._run(transaction)
+        return max(counts[transaction.merge_index], 0)
+
+    async def _run(self, transaction: Transaction) -> tuple[int, ...]:
+        """The transaction's row counts, run again while it loses serialisation races."""
         self._faults.hit(FaultPoint.BEFORE_COMMIT)
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             self.statements += len(transaction.statements)
@@ -270,7 +291,7 @@ class RedshiftSink:
                 _log.info("merge_conflict_retry", attempt=attempt, error=str(exc))
                 await self._sleep(CONFLICT_PAUSE * attempt * (0.5 + random.random()))  # noqa: S311
                 continue
-            return max(counts[transaction.merge_index], 0)
+            return counts
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def close(self) -> None:
