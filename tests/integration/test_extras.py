@@ -59,7 +59,8 @@ def test_base_dependencies_leave_out_the_heavy_packages() -> None:
     extras = project["optional-dependencies"]
     assert {d.split(">")[0] for d in extras["duckdb"]} == {"duckdb", "pyarrow"}
     assert {d.split(">")[0] for d in extras["charts"]} == {"matplotlib"}
-    assert "sluice[duckdb,charts]" in extras["dev"]  # make test / make demo get everything
+    assert {d.split(">")[0] for d in extras["parquet"]} == {"pyarrow"}
+    assert "sluice[duckdb,charts,parquet]" in extras["dev"]  # make test / make demo: all
     lock = (REPO / "requirements.lock").read_text()
     for name in EXTRA_MODULES:
         assert f"\n{name}==" in lock
