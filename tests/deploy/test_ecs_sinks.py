@@ -1,7 +1,9 @@
 """deploy/ecs/sluice.yaml per sink and load path: the Rules refuse what Sluice would refuse,
 the task's environment loads with Sluice's own settings parser, the task's memory clears the
 measured Redshift peak, and the created task role allows exactly what that path calls (the
-calls read from the code, the policy in step with deploy/iam/worker-policy.json)."""
+calls read from the code, the policy in step with deploy/iam/worker-policy.json), and the
+Data Locker parameters: the task reads only the objects under the prefix, and the COPY policy
+allows what Redshift's COPY of one such object does (tests/deploy/iam_match.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from botocore import xform_name
 
 from sluice.config import SinkKind, load_settings
+from sluice.mapping import load_mapping
 from tests.deploy.cfn import Stack
 from tests.deploy.pack import DEPLOY, ECS_TEMPLATE, REPO, load_cfn
 
@@ -39,12 +42,25 @@ STAGING = {
     "CopyRoleArn": "arn:aws:iam::123456789012:role/redshift-copy",
 }
 SECRET_ARN = "arn:aws:secretsmanager:ap-south-1:123456789012:secret:sluice/dsn-AbCdEf"
+POSTGRES = {"Sink": "postgres", "DatabaseUrlSecretArn": SECRET_ARN}
+DATA_LOCKER = {"DataLockerBucket": "acme-data-locker", "DataLockerPrefix": "data-locker/"}
+KMS_KEY_ARN = "arn:aws:kms:ap-south-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SCENARIOS: dict[str, dict[str, str]] = {
     "redshift-cluster-insert": {**CLUSTER},
     "redshift-cluster-copy": {**CLUSTER, **STAGING},
     "redshift-serverless-insert": {**SERVERLESS},
     "redshift-serverless-copy": {**SERVERLESS, **STAGING},
-    "postgres": {"Sink": "postgres", "DatabaseUrlSecretArn": SECRET_ARN},
+    "postgres": {**POSTGRES},
+    # Data Locker: streamed (no COPY role), or COPYed by Redshift with the COPY role
+    "redshift-cluster-copy-datalocker": {**CLUSTER, **STAGING, **DATA_LOCKER},
+    "redshift-serverless-copy-datalocker-kms": {
+        **SERVERLESS,
+        **STAGING,
+        **DATA_LOCKER,
+        "DataLockerKmsKeyArn": KMS_KEY_ARN,
+    },
+    "redshift-cluster-insert-datalocker": {**CLUSTER, **DATA_LOCKER},
+    "postgres-datalocker-kms": {**POSTGRES, **DATA_LOCKER, "DataLockerKmsKeyArn": KMS_KEY_ARN},
 }
 
 SQS = {
@@ -62,15 +78,23 @@ DATA_API = {
     "redshift-data:CancelStatement",
 }
 S3_STAGING = {"s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
+DATA_LOCKER_READ = {"s3:GetObject"}  # GetObject and HeadObject: no listing
+KMS = {"kms:Decrypt"}
+CLUSTER_ACTIONS = SQS | DATA_API | {"redshift:GetClusterCredentials"}
+SERVERLESS_ACTIONS = SQS | DATA_API | {"redshift-serverless:GetCredentials"}
 EXPECTED_ACTIONS = {
-    "redshift-cluster-insert": SQS | DATA_API | {"redshift:GetClusterCredentials"},
-    "redshift-cluster-copy": SQS | DATA_API | {"redshift:GetClusterCredentials"} | S3_STAGING,
-    "redshift-serverless-insert": SQS | DATA_API | {"redshift-serverless:GetCredentials"},
-    "redshift-serverless-copy": SQS
-    | DATA_API
-    | {"redshift-serverless:GetCredentials"}
-    | S3_STAGING,
+    "redshift-cluster-insert": CLUSTER_ACTIONS,
+    "redshift-cluster-copy": CLUSTER_ACTIONS | S3_STAGING,
+    "redshift-serverless-insert": SERVERLESS_ACTIONS,
+    "redshift-serverless-copy": SERVERLESS_ACTIONS | S3_STAGING,
     "postgres": SQS,
+    "redshift-cluster-copy-datalocker": CLUSTER_ACTIONS | S3_STAGING | DATA_LOCKER_READ,
+    "redshift-serverless-copy-datalocker-kms": SERVERLESS_ACTIONS
+    | S3_STAGING
+    | DATA_LOCKER_READ
+    | KMS,
+    "redshift-cluster-insert-datalocker": CLUSTER_ACTIONS | DATA_LOCKER_READ,
+    "postgres-datalocker-kms": SQS | DATA_LOCKER_READ | KMS,
 }
 
 # The API operations a worker calls, by the files that call them, and the IAM action each
@@ -79,7 +103,7 @@ EXPECTED_ACTIONS = {
 # caller and so appear in no file.
 WORKER_CALLS = {
     "sqs": (("sources/sqs.py", "sources/sqs_dlq.py", "sources/sqs_send.py"), "sqs"),
-    "s3": (("sinks/redshift/staging.py",), "s3"),
+    "s3": (("sinks/redshift/staging.py", "objects/s3read.py", "objects/parquet.py"), "s3"),
     "redshift-data": (("sinks/redshift/data_api.py",), "redshift-data"),
 }
 OPERATION_ACTIONS = {
@@ -91,6 +115,8 @@ OPERATION_ACTIONS = {
     "PutObject": "s3:PutObject",
     "DeleteObjects": "s3:DeleteObject",
     "ListObjectsV2": "s3:ListBucket",
+    "GetObject": "s3:GetObject",  # Data Locker objects: ranged, pinned with If-Match
+    "HeadObject": "s3:GetObject",  # HEAD is authorised by s3:GetObject
     "ExecuteStatement": "redshift-data:ExecuteStatement",
     "BatchExecuteStatement": "redshift-data:BatchExecuteStatement",
     "DescribeStatement": "redshift-data:DescribeStatement",
@@ -150,7 +176,7 @@ def test_each_scenario_passes_the_rules_and_loads_as_sluice_settings(
     container = container_of(s)
     env = {e["Name"]: str(e["Value"]) for e in container["Environment"]}
     secrets = [x["Name"] for x in container.get("Secrets", [])]
-    if scenario == "postgres":
+    if scenario.startswith("postgres"):
         assert secrets == ["SLUICE_DATABASE_URL"]
         env["SLUICE_DATABASE_URL"] = "postgresql://sluice:secret@db.internal:5432/events"
     else:
@@ -159,7 +185,12 @@ def test_each_scenario_passes_the_rules_and_loads_as_sluice_settings(
     assert settings.queue_url == BASE["QueueUrl"]
     assert settings.dlq_url == BASE["DeadLetterQueueUrl"]
     assert settings.aws_region == s.values["AWS::Region"]
-    if scenario == "postgres":
+    if "datalocker" in scenario:  # the queue carries notifications of Data Locker objects
+        assert settings.mapping_file == "appsflyer_data_locker"
+        assert load_mapping(settings.mapping_file, settings.table_name).columns
+    else:
+        assert settings.mapping_file is None
+    if scenario.startswith("postgres"):
         assert settings.sink is SinkKind.POSTGRES
         assert not any(name.startswith(("REDSHIFT_C", "REDSHIFT_D", "SLUICE_S3")) for name in env)
         return
@@ -172,7 +203,7 @@ def test_each_scenario_passes_the_rules_and_loads_as_sluice_settings(
     else:
         assert settings.redshift.workgroup == WORKGROUP_ARN
         assert settings.redshift.cluster_identifier is None
-    if scenario.endswith("copy"):
+    if "-copy" in scenario:
         assert settings.redshift.s3_staging_uri == "s3://acme-sluice-staging/sluice/events"
         assert settings.redshift.iam_role == STAGING["CopyRoleArn"]
         assert settings.redshift.copy
@@ -240,6 +271,15 @@ def test_task_role_allows_what_the_path_calls_and_no_more(
         assert by_sid["StageBatchesForCopy"]["Resource"] == (
             "arn:aws:s3:::acme-sluice-staging/sluice/events/*"
         )
+    if "ReadDataLockerObjects" in by_sid:
+        assert by_sid["ReadDataLockerObjects"]["Resource"] == (
+            "arn:aws:s3:::acme-data-locker/data-locker/*"
+        )
+    if "DecryptDataLockerObjects" in by_sid:
+        assert by_sid["DecryptDataLockerObjects"]["Resource"] == KMS_KEY_ARN
+        assert by_sid["DecryptDataLockerObjects"]["Condition"] == {
+            "StringEquals": {"kms:ViaService": "s3.ap-south-1.amazonaws.com"}
+        }
     if "TemporaryCredentialsForTheConfiguredUser" in by_sid:
         assert by_sid["TemporaryCredentialsForTheConfiguredUser"]["Resource"] == [
             "arn:aws:redshift:ap-south-1:123456789012:dbuser:analytics/sluice",
@@ -277,7 +317,11 @@ def test_every_operation_the_worker_calls_has_its_action(service: str) -> None:
 def test_no_pass_role_and_no_read_of_the_staged_files(template: dict[str, Any]) -> None:
     every = set().union(*(actions_of(task_policy(stack(template, s))) for s in SCENARIOS))
     assert "iam:PassRole" not in every  # COPY uses the role associated with the cluster
-    assert "s3:GetObject" not in every  # Redshift reads the files with the COPY role
+    # Redshift reads the staged files with the COPY role; the worker reads Data Locker objects
+    for scenario in SCENARIOS:
+        for statement in task_policy(stack(template, scenario)):
+            if "s3:GetObject" in actions_of([statement]):
+                assert statement["Resource"] == "arn:aws:s3:::acme-data-locker/data-locker/*"
 
 
 def test_task_role_is_the_iam_folder_policy(template: dict[str, Any]) -> None:

@@ -57,20 +57,63 @@ def test_the_worker_gets_exactly_what_it_calls() -> None:
         "redshift-data:CancelStatement",
         "redshift:GetClusterCredentials",
         "redshift-serverless:GetCredentials",
+        "s3:GetObject",  # Data Locker objects only (below)
+        "kms:Decrypt",  # a Data Locker bucket under a customer managed key, through S3 only
     }
 
 
-def test_s3_rights_stop_at_the_staging_prefix() -> None:
+STAGED = "arn:aws:s3:::{{StagingBucket}}/{{StagingPrefix}}/*"
+DATA_LOCKER = "arn:aws:s3:::{{DataLockerBucket}}/{{DataLockerPrefix}}*"
+BUCKETS = {
+    "arn:aws:s3:::{{StagingBucket}}": "{{StagingPrefix}}",
+    "arn:aws:s3:::{{DataLockerBucket}}": "{{DataLockerPrefix}}",
+}
+
+
+def test_s3_rights_stop_at_the_staging_and_data_locker_prefixes() -> None:
     for name in ("worker-policy.json", "copy-role-policy.json"):
         for statement in statements(name):
             if not any(a.startswith("s3:") for a in as_list(statement["Action"])):
                 continue
             for resource in as_list(statement["Resource"]):
-                if resource.endswith("/*"):
-                    assert resource == "arn:aws:s3:::{{StagingBucket}}/{{StagingPrefix}}/*"
-                else:  # the bucket itself: listing, limited to the prefix
+                if resource in BUCKETS:  # the bucket itself: listing, limited to the prefix
                     assert statement["Action"] == "s3:ListBucket"
-                    assert "{{StagingPrefix}}" in json.dumps(statement["Condition"])
+                    assert BUCKETS[resource] in json.dumps(statement["Condition"])
+                else:
+                    assert resource in (STAGED, DATA_LOCKER), resource
+
+
+def test_reads_are_of_data_locker_objects_and_of_staged_files_only_by_copy() -> None:
+    """The worker reads Data Locker objects (never the staged files, which COPY reads);
+    the COPY role reads both; only the COPY role lists the Data Locker prefix."""
+    for name, readable in (
+        ("worker-policy.json", {DATA_LOCKER}),
+        ("copy-role-policy.json", {STAGED, DATA_LOCKER}),
+    ):
+        found = {
+            resource
+            for statement in statements(name)
+            if "s3:GetObject" in as_list(statement["Action"])
+            for resource in as_list(statement["Resource"])
+        }
+        assert found == readable, name
+    listed = {
+        resource
+        for statement in statements("worker-policy.json")
+        if statement["Action"] == "s3:ListBucket"
+        for resource in as_list(statement["Resource"])
+    }
+    assert listed == {"arn:aws:s3:::{{StagingBucket}}"}
+
+
+def test_kms_decrypt_only_through_s3_on_the_named_key() -> None:
+    for name in ("worker-policy.json", "copy-role-policy.json"):
+        [statement] = [s for s in statements(name) if "kms:Decrypt" in as_list(s["Action"])]
+        assert statement["Action"] == "kms:Decrypt"
+        assert statement["Resource"] == "{{DataLockerKmsKeyArn}}"
+        assert statement["Condition"] == {
+            "StringEquals": {"kms:ViaService": "s3.{{DataLockerRegion}}.amazonaws.com"}
+        }
 
 
 def test_credentials_only_for_the_configured_user_and_database() -> None:
