@@ -117,8 +117,8 @@ def corpus() -> list[Case]:
         Case("SNS envelope", sns(event(appsflyer_id="sns-1")), "loaded"),
         Case("SNS with a non-JSON message", sns("hello"), "invalid_json"),
         Case("SNS inside SNS", sns(sns(event(appsflyer_id="sns-2"))), "missing_required"),
-        Case(
-            "S3 notification",
+        Case(  # the worker reads the objects it names; this one is in no bucket
+            "S3 notification of a missing object",
             orjson.dumps(
                 {
                     "Records": [
@@ -130,7 +130,7 @@ def corpus() -> list[Case]:
                     ]
                 }
             ).decode(),
-            "unsupported_envelope",
+            "object_missing",
         ),
         Case(
             "S3 test event",
@@ -152,6 +152,7 @@ def test_bad_input_corpus(emulator: Emulator, pg_dsn: str, table_name: str, tmp_
         dlq_url=queues.dlq_url,
         table=table_name,
         database_url=pg_dsn,
+        extra={"AWS_ENDPOINT_URL_S3": emulator.endpoint},  # the emulator serves S3 too
     )
     init_db(env)
     worker = start_worker(env, tmp_path / "worker.log", "--drain")
