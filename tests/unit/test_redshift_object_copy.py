@@ -29,6 +29,7 @@ from sluice.sinks.sql import REDSHIFT
 
 GOLDEN = Path(__file__).parent / "golden"
 ROLE = "arn:aws:iam::123456789012:role/sluice-copy"
+MANIFEST = "s3://staging/sluice/w-1/2024/05/01/0b5e/manifest.json"
 SMALL = TableMapping(
     "analytics.events",
     (
@@ -47,14 +48,14 @@ SOURCE = CsvObject(
 
 
 def test_the_small_plan_is_exactly_these_statements() -> None:
-    plan = object_copy_plan(REDSHIFT, SMALL, SOURCE, ROLE)
+    plan = object_copy_plan(REDSHIFT, SMALL, SOURCE, MANIFEST, ROLE)
     kinds = [s.split(" ")[0] for s in plan.transaction.statements]
     assert kinds == ["CREATE", "COPY", "CREATE", "INSERT", "INSERT", "DROP", "DROP"]
     assert plan.rows_index == 3 and plan.transaction.merge_index == 4
     assert plan.transaction.statements[1] == (
         'COPY "sluice_object" ("c1", "c2", "c3", "c4") FROM '
-        "'s3://bucket/t=inapps/dt=2024-05-01/h=1/it''s.csv.gz' "
-        "IAM_ROLE 'arn:aws:iam::123456789012:role/sluice-copy' CSV GZIP IGNOREHEADER 1 "
+        "'s3://staging/sluice/w-1/2024/05/01/0b5e/manifest.json' "
+        "IAM_ROLE 'arn:aws:iam::123456789012:role/sluice-copy' MANIFEST CSV GZIP IGNOREHEADER 1 "
         "NULL AS 'sluice:null:7d1f' MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF"
     )
     insert = plan.transaction.statements[3]
@@ -70,7 +71,7 @@ def test_the_small_plan_is_exactly_these_statements() -> None:
         "LOWER(sluice_row.\"c3\") IN ('true', 't', 'yes', 'y', '1', 'false', 'f', 'no', 'n', "
         "'0')) THEN 1 ELSE 0 END = 1"
     )
-    locked = object_copy_plan(REDSHIFT, SMALL, SOURCE, ROLE, lock=MergeLock.TRANSACTION)
+    locked = object_copy_plan(REDSHIFT, SMALL, SOURCE, MANIFEST, ROLE, lock=MergeLock.TRANSACTION)
     assert locked.transaction.statements[0] == 'LOCK "analytics"."events"'
     assert (locked.rows_index, locked.transaction.merge_index) == (4, 5)
 
@@ -86,7 +87,7 @@ def test_the_data_locker_plan_is_the_golden_file() -> None:
         "m-1#0:copy",
         None,
     )
-    plan = object_copy_plan(REDSHIFT, mapping, source, ROLE)
+    plan = object_copy_plan(REDSHIFT, mapping, source, MANIFEST, ROLE)
     text = ";\n\n".join(plan.transaction.statements) + ";\n"
     expected = (GOLDEN / "redshift_data_locker_copy.sql").read_text()
     assert text == expected
