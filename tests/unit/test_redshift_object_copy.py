@@ -140,3 +140,44 @@ def test_which_mappings_qualify(mapping: TableMapping, problem: str | None) -> N
 def test_a_header_naming_a_column_twice_does_not_qualify() -> None:
     assert header_copy_problem(("A", "B")) is None
     assert header_copy_problem(("A", "B", "A")) == "the header names a column twice"
+
+
+REDSHIFT_ENV = {
+    "WORKER_ID": "w-test",
+    "SLUICE_SINK": "redshift",
+    "REDSHIFT_CLUSTER_IDENTIFIER": "events-cluster",
+    "REDSHIFT_DATABASE": "analytics",
+    "REDSHIFT_DB_USER": "sluice",
+    "SLUICE_MAPPING_FILE": "appsflyer_data_locker",
+}
+STAGING_URI = "s3://staging/sluice"
+
+
+@pytest.mark.parametrize(
+    ("env", "copies"),
+    [
+        ({"SLUICE_S3_STAGING_URI": STAGING_URI, "SLUICE_REDSHIFT_IAM_ROLE": ROLE}, True),
+        # The role alone: no staging for the manifest, so no object COPY (it would take the
+        # object's key as a prefix).
+        ({"SLUICE_REDSHIFT_IAM_ROLE": ROLE}, False),
+        (
+            {
+                "SLUICE_S3_STAGING_URI": STAGING_URI,
+                "SLUICE_REDSHIFT_IAM_ROLE": ROLE,
+                "SLUICE_REDSHIFT_LOAD_PATH": "insert",
+            },
+            False,
+        ),
+        ({}, False),
+    ],
+)
+def test_objects_are_copied_only_with_s3_staging_and_the_role(
+    env: dict[str, str], copies: bool
+) -> None:
+    from sluice.config import load_settings
+    from sluice.objects.build import build_object_loader
+
+    settings = load_settings(REDSHIFT_ENV | env)
+    mapping = load_mapping("appsflyer_data_locker", "appsflyer_events")
+    loader = build_object_loader(settings, mapping, None)
+    assert (loader.copy_problem is None) is copies
