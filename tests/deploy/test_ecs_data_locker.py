@@ -1,8 +1,9 @@
 """deploy/ecs/sluice.yaml with the Data Locker parameters: off by default; the Rules refuse a
 prefix or key without a bucket; the task role allows the requests the object reader makes
 (recorded from `S3ObjectReader`) and nothing outside the prefix; the COPY policy allows what
-Redshift does for the COPY statement `object_copy` writes (list the key as a prefix, get
-it); both equal the statements in deploy/iam/."""
+Redshift does for the COPY statement `object_copy` writes (read the one-entry manifest the
+sink stages, get the object it names, list nothing); both equal the statements in
+deploy/iam/."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from sluice.model import ObjectRef
 from sluice.objects.s3read import ReadPolicy, S3ObjectReader
 from sluice.sinks.redshift.object_copy import CopyForm, CsvObject, copy_object_sql
+from sluice.sinks.redshift.staging import S3Stager, StagingLocation
 from tests.deploy.cfn import Stack
 from tests.deploy.iam_match import allows, s3_bucket_and_key, s3_object_arn
 from tests.deploy.pack import DEPLOY, ECS_TEMPLATE, load_cfn
@@ -181,31 +183,77 @@ def test_copy_policy_exists_only_where_redshift_copies_objects(
     assert output["Condition"] == template["Resources"]["DataLockerCopyPolicy"]["Condition"]
 
 
+class RecordingPuts:
+    """An S3 client that keeps what is put (the staged manifest)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    async def put_object(self, Bucket: str, Key: str, Body: Any, **_: Any) -> dict[str, Any]:
+        self.objects[f"s3://{Bucket}/{Key}"] = Body.read()
+        return {}
+
+
+def object_copy_requests() -> tuple[str, list[str]]:
+    """The manifest URL the COPY of ``OBJECT`` reads, and the object URLs that manifest
+    names, as the sink writes them (``S3Stager.stage_manifest``, ``copy_object_sql``)."""
+    s3 = RecordingPuts()
+
+    async def client() -> RecordingPuts:
+        return s3
+
+    location = StagingLocation(STAGING["StagingBucket"], STAGING["StagingPrefix"])
+    staged = asyncio.run(S3Stager(client, location, "w-1").stage_manifest([OBJECT.url]))
+    source = CsvObject(OBJECT.url, ("Event Time", "AppsFlyer ID"), CopyForm.CSV_GZIP, "m#0", None)
+    sql = copy_object_sql(source, staged.manifest_url, STAGING["CopyRoleArn"], 2)
+    (url,) = re.findall(r"FROM '(s3://[^']+)' IAM_ROLE '[^']+' MANIFEST ", sql)
+    entries = json.loads(s3.objects[url])["entries"]
+    assert all(entry["mandatory"] is True for entry in entries)
+    return url, [entry["url"] for entry in entries]
+
+
+def rendered_copy_role_policy() -> list[dict[str, Any]]:
+    """deploy/iam/copy-role-policy.json with this stack's staging and Data Locker values."""
+    text = (DEPLOY / "iam" / "copy-role-policy.json").read_text()
+    values = {
+        **STAGING,
+        **DATA_LOCKER,
+        "DataLockerKmsKeyArn": KMS_KEY_ARN,
+        "DataLockerRegion": "ap-south-1",
+    }
+    for name, value in values.items():
+        text = text.replace("{{" + name + "}}", value)
+    assert "{{" not in text
+    return list(json.loads(text)["Statement"])
+
+
 @pytest.mark.parametrize(
     "scenario", ["redshift-cluster-copy-datalocker", "redshift-serverless-copy-datalocker-kms"]
 )
 def test_copy_policy_allows_what_copy_of_an_object_does(
     template: dict[str, Any], scenario: str
 ) -> None:
-    """COPY ... FROM 's3://bucket/key' takes the key as a prefix: Redshift lists the keys
-    that begin with it, then gets each. The policy must allow both for the key the code
-    writes, and nothing outside the Data Locker prefix."""
+    """The COPY reads a one-entry manifest under the staging prefix (which the COPY role's
+    staging statements already allow), then gets the object it names: no listing of the
+    Data Locker bucket, since a manifest names exact keys, not a prefix."""
     statements = copy_policy(stack(template, scenario))
     assert statements is not None
-    source = CsvObject(OBJECT.url, ("Event Time", "AppsFlyer ID"), CopyForm.CSV_GZIP, "m#0", None)
-    sql = copy_object_sql(source, STAGING["CopyRoleArn"], 2)
-    (url,) = re.findall(r"FROM '(s3://[^']+)'", sql)
-    bucket, key = s3_bucket_and_key(url)
-    assert allows(statements, "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": key})
-    assert allows(statements, "s3:GetObject", s3_object_arn(url))
+    manifest, objects = object_copy_requests()
+    assert objects == [OBJECT.url]
+    assert manifest.startswith(f"s3://{STAGING['StagingBucket']}/{STAGING['StagingPrefix']}/")
+    assert allows(rendered_copy_role_policy(), "s3:GetObject", s3_object_arn(manifest))
+    for url in objects:
+        assert allows(statements, "s3:GetObject", s3_object_arn(url))
+    bucket, key = s3_bucket_and_key(OBJECT.url)
+    for listing in ({"s3:prefix": key}, {"s3:prefix": ""}, {}):
+        assert not allows(statements, "s3:ListBucket", f"arn:aws:s3:::{bucket}", listing)
+        assert not allows(
+            rendered_copy_role_policy(), "s3:ListBucket", f"arn:aws:s3:::{bucket}", listing
+        )
     for outside in OUTSIDE:
-        other_bucket, other_key = s3_bucket_and_key(outside)
-        listing = {"s3:prefix": other_key}
         assert not allows(statements, "s3:GetObject", s3_object_arn(outside)), outside
-        assert not allows(statements, "s3:ListBucket", f"arn:aws:s3:::{other_bucket}", listing)
-    assert not allows(statements, "s3:ListBucket", f"arn:aws:s3:::{bucket}")  # no prefix
     assert allows(statements, "kms:Decrypt", KMS_KEY_ARN, VIA_S3) is scenario.endswith("kms")
-    assert actions_of(statements) <= {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}
+    assert actions_of(statements) <= {"s3:GetObject", "kms:Decrypt"}
 
 
 def test_whole_bucket_when_the_prefix_is_empty(template: dict[str, Any]) -> None:
@@ -215,8 +263,8 @@ def test_whole_bucket_when_the_prefix_is_empty(template: dict[str, Any]) -> None
     assert allows(task_policy(s), "s3:GetObject", s3_object_arn(anywhere))
     copy = copy_policy(s)
     assert copy is not None
-    listing = {"s3:prefix": "t=installs/part-00000.gz"}
-    assert allows(copy, "s3:ListBucket", "arn:aws:s3:::acme-data-locker", listing)
+    assert allows(copy, "s3:GetObject", s3_object_arn(anywhere))
+    assert "s3:ListBucket" not in actions_of(copy)  # the manifest names the key
 
 
 def test_copy_policy_is_the_iam_folder_policy(template: dict[str, Any]) -> None:

@@ -7,11 +7,17 @@ id at once; the work is done by the time ``DescribeStatement`` is asked (``FINIS
 ``ResultRows``, or ``FAILED`` with the server's error text, a batch naming the sub-statement
 that failed); a batch is one transaction; ``GetStatementResult`` pages typed fields.
 
-With an S3 client (``s3``), Redshift's ``COPY <table> (<columns>) FROM 's3://...' ... CSV
-[GZIP] IGNOREHEADER 1 NULL AS '...'`` (the COPY of a Data Locker object,
-``sinks/redshift/object_copy.py``) runs too: the object is read from that S3 (the emulator's)
-and loaded with PostgreSQL's ``COPY FROM STDIN (FORMAT csv, HEADER, NULL ...)``. A missing
-object fails the statement as Redshift's COPY would. Other COPY forms are not emulated.
+With an S3 client (``s3``), Redshift's ``COPY <table> (<columns>) FROM 's3://<manifest>'
+IAM_ROLE '...' MANIFEST CSV [GZIP] IGNOREHEADER 1 NULL AS '...'`` (the COPY of a Data Locker
+object, ``sinks/redshift/object_copy.py``) runs too: the manifest is read from that S3 (the
+emulator's), and each object it names, and only those, is loaded with PostgreSQL's ``COPY
+FROM STDIN (FORMAT csv, HEADER, NULL ...)`` (the header skipped in each, as IGNOREHEADER
+does). Failures read as Redshift's: a manifest that cannot be read ("Problem reading
+manifest file - S3ServiceException..."), a ``mandatory`` entry whose object is missing
+("Mandatory url is not present in manifest file."); and, as there, a COPY that finds none
+of the objects fails whatever ``mandatory`` says.
+Other COPY forms (a key prefix without MANIFEST, JSON) are not emulated and fail on
+PostgreSQL's parser.
 """
 
 from __future__ import annotations
@@ -22,13 +28,15 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import psycopg
 
 from sluice.sinks.redshift.data_api import to_psycopg_params
 
 _S3_COPY = re.compile(
     r"^COPY (?P<table>\"[^\"]+\") \((?P<columns>[^)]*)\) FROM '(?P<url>s3://(?:[^']|'')+)' "
-    r"IAM_ROLE '[^']*' (?P<form>CSV GZIP|CSV) IGNOREHEADER 1 NULL AS '(?P<null>[^'\\]*)' ",
+    r"IAM_ROLE '[^']*' MANIFEST (?P<form>CSV GZIP|CSV) IGNOREHEADER 1 "
+    r"NULL AS '(?P<null>[^'\\]*)' ",
 )
 
 
@@ -41,6 +49,7 @@ class PostgresDataApi:
         self._dsn = dsn
         self._s3 = s3
         self.copies = 0  # COPY FROM S3 statements run
+        self.copied_urls: list[str] = []  # the objects those COPYs loaded
         self._ids = itertools.count(1)
         self._statements: dict[str, dict[str, Any]] = {}
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
@@ -107,32 +116,49 @@ class PostgresDataApi:
         match = _S3_COPY.match(sql)
         if match is None or self._s3 is None:
             return None
-        bucket, _, key = match["url"].replace("''", "'").removeprefix("s3://").partition("/")
+        manifest_url = match["url"].replace("''", "'")
         client = await self._s3()
         try:
-            response = await client.get_object(Bucket=bucket, Key=key)
-            async with response["Body"] as body:
-                data = await body.read()
-        except Exception as exc:  # Redshift: "S3ServiceException: ... NoSuchKey"
+            entries = orjson.loads(await _read(client, manifest_url))["entries"]
+        except S3CopyError as exc:
             raise psycopg.errors.ExternalRoutineException(
-                f"S3ServiceException: {type(exc).__name__} reading {match['url']}"
+                f"Problem reading manifest file - {exc}"
             ) from exc
-        if match["form"] == "CSV GZIP":
+        bodies: dict[str, bytes] = {}
+        for entry in entries:
+            url = str(entry["url"])
             try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError) as exc:
-                raise psycopg.errors.DataException(f"gzip: {exc}") from exc
+                bodies[url] = await _read(client, url)
+            except S3CopyError as exc:
+                if entry.get("mandatory", False):
+                    raise psycopg.errors.ExternalRoutineException(
+                        "Mandatory url is not present in manifest file."
+                    ) from exc
+        if not bodies:  # whatever "mandatory" says, COPY stops when it finds no file
+            raise psycopg.errors.ExternalRoutineException(
+                f"COPY found none of the files manifest {manifest_url} names"
+            )
         self.copies += 1
+        self.copied_urls.extend(bodies)
         null = match["null"].replace("'", "''")
-        async with (
-            conn.cursor() as cursor,
-            cursor.copy(
-                f"COPY {match['table']} ({match['columns']}) FROM STDIN "
-                f"WITH (FORMAT csv, HEADER true, NULL '{null}')"
-            ) as copy,
-        ):
-            await copy.write(data)
-        return cursor.rowcount
+        loaded = 0
+        for body in bodies.values():
+            data = body
+            if match["form"] == "CSV GZIP":
+                try:
+                    data = gzip.decompress(body)
+                except (OSError, EOFError) as exc:
+                    raise psycopg.errors.DataException(f"gzip: {exc}") from exc
+            async with (
+                conn.cursor() as cursor,
+                cursor.copy(
+                    f"COPY {match['table']} ({match['columns']}) FROM STDIN "
+                    f"WITH (FORMAT csv, HEADER true, NULL '{null}')"
+                ) as copy,
+            ):
+                await copy.write(data)
+            loaded += cursor.rowcount
+        return loaded
 
     async def describe_statement(self, **kwargs: Any) -> dict[str, Any]:
         described = dict(self._statements[kwargs["Id"]])
@@ -149,6 +175,17 @@ class PostgresDataApi:
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
+
+
+async def _read(client: Any, url: str) -> bytes:
+    """The object at ``url`` from the emulator's S3, or S3CopyError as Redshift words it."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    try:
+        response = await client.get_object(Bucket=bucket, Key=key)
+        async with response["Body"] as body:
+            return bytes(await body.read())
+    except Exception as exc:  # Redshift: "S3ServiceException:The specified key does not exist"
+        raise S3CopyError(f"S3ServiceException: {type(exc).__name__} reading {url}") from exc
 
 
 def _text(exc: psycopg.Error) -> str:

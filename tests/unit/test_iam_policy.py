@@ -85,7 +85,8 @@ def test_s3_rights_stop_at_the_staging_and_data_locker_prefixes() -> None:
 
 def test_reads_are_of_data_locker_objects_and_of_staged_files_only_by_copy() -> None:
     """The worker reads Data Locker objects (never the staged files, which COPY reads);
-    the COPY role reads both; only the COPY role lists the Data Locker prefix."""
+    the COPY role reads both (an object's COPY through a manifest staged for it); neither
+    lists the Data Locker bucket: only the staging prefix is listed."""
     for name, readable in (
         ("worker-policy.json", {DATA_LOCKER}),
         ("copy-role-policy.json", {STAGED, DATA_LOCKER}),
@@ -97,13 +98,14 @@ def test_reads_are_of_data_locker_objects_and_of_staged_files_only_by_copy() -> 
             for resource in as_list(statement["Resource"])
         }
         assert found == readable, name
-    listed = {
-        resource
-        for statement in statements("worker-policy.json")
-        if statement["Action"] == "s3:ListBucket"
-        for resource in as_list(statement["Resource"])
-    }
-    assert listed == {"arn:aws:s3:::{{StagingBucket}}"}
+    for name in ("worker-policy.json", "copy-role-policy.json"):
+        listed = {
+            resource
+            for statement in statements(name)
+            if statement["Action"] == "s3:ListBucket"
+            for resource in as_list(statement["Resource"])
+        }
+        assert listed == {"arn:aws:s3:::{{StagingBucket}}"}, name
 
 
 def test_kms_decrypt_only_through_s3_on_the_named_key() -> None:

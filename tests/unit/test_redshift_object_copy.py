@@ -29,6 +29,7 @@ from sluice.sinks.sql import REDSHIFT
 
 GOLDEN = Path(__file__).parent / "golden"
 ROLE = "arn:aws:iam::123456789012:role/sluice-copy"
+MANIFEST = "s3://staging/sluice/w-1/2024/05/01/0b5e/manifest.json"
 SMALL = TableMapping(
     "analytics.events",
     (
@@ -47,14 +48,14 @@ SOURCE = CsvObject(
 
 
 def test_the_small_plan_is_exactly_these_statements() -> None:
-    plan = object_copy_plan(REDSHIFT, SMALL, SOURCE, ROLE)
+    plan = object_copy_plan(REDSHIFT, SMALL, SOURCE, MANIFEST, ROLE)
     kinds = [s.split(" ")[0] for s in plan.transaction.statements]
     assert kinds == ["CREATE", "COPY", "CREATE", "INSERT", "INSERT", "DROP", "DROP"]
     assert plan.rows_index == 3 and plan.transaction.merge_index == 4
     assert plan.transaction.statements[1] == (
         'COPY "sluice_object" ("c1", "c2", "c3", "c4") FROM '
-        "'s3://bucket/t=inapps/dt=2024-05-01/h=1/it''s.csv.gz' "
-        "IAM_ROLE 'arn:aws:iam::123456789012:role/sluice-copy' CSV GZIP IGNOREHEADER 1 "
+        "'s3://staging/sluice/w-1/2024/05/01/0b5e/manifest.json' "
+        "IAM_ROLE 'arn:aws:iam::123456789012:role/sluice-copy' MANIFEST CSV GZIP IGNOREHEADER 1 "
         "NULL AS 'sluice:null:7d1f' MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF"
     )
     insert = plan.transaction.statements[3]
@@ -70,7 +71,7 @@ def test_the_small_plan_is_exactly_these_statements() -> None:
         "LOWER(sluice_row.\"c3\") IN ('true', 't', 'yes', 'y', '1', 'false', 'f', 'no', 'n', "
         "'0')) THEN 1 ELSE 0 END = 1"
     )
-    locked = object_copy_plan(REDSHIFT, SMALL, SOURCE, ROLE, lock=MergeLock.TRANSACTION)
+    locked = object_copy_plan(REDSHIFT, SMALL, SOURCE, MANIFEST, ROLE, lock=MergeLock.TRANSACTION)
     assert locked.transaction.statements[0] == 'LOCK "analytics"."events"'
     assert (locked.rows_index, locked.transaction.merge_index) == (4, 5)
 
@@ -86,7 +87,7 @@ def test_the_data_locker_plan_is_the_golden_file() -> None:
         "m-1#0:copy",
         None,
     )
-    plan = object_copy_plan(REDSHIFT, mapping, source, ROLE)
+    plan = object_copy_plan(REDSHIFT, mapping, source, MANIFEST, ROLE)
     text = ";\n\n".join(plan.transaction.statements) + ";\n"
     expected = (GOLDEN / "redshift_data_locker_copy.sql").read_text()
     assert text == expected
@@ -139,3 +140,44 @@ def test_which_mappings_qualify(mapping: TableMapping, problem: str | None) -> N
 def test_a_header_naming_a_column_twice_does_not_qualify() -> None:
     assert header_copy_problem(("A", "B")) is None
     assert header_copy_problem(("A", "B", "A")) == "the header names a column twice"
+
+
+REDSHIFT_ENV = {
+    "WORKER_ID": "w-test",
+    "SLUICE_SINK": "redshift",
+    "REDSHIFT_CLUSTER_IDENTIFIER": "events-cluster",
+    "REDSHIFT_DATABASE": "analytics",
+    "REDSHIFT_DB_USER": "sluice",
+    "SLUICE_MAPPING_FILE": "appsflyer_data_locker",
+}
+STAGING_URI = "s3://staging/sluice"
+
+
+@pytest.mark.parametrize(
+    ("env", "copies"),
+    [
+        ({"SLUICE_S3_STAGING_URI": STAGING_URI, "SLUICE_REDSHIFT_IAM_ROLE": ROLE}, True),
+        # The role alone: no staging for the manifest, so no object COPY (it would take the
+        # object's key as a prefix).
+        ({"SLUICE_REDSHIFT_IAM_ROLE": ROLE}, False),
+        (
+            {
+                "SLUICE_S3_STAGING_URI": STAGING_URI,
+                "SLUICE_REDSHIFT_IAM_ROLE": ROLE,
+                "SLUICE_REDSHIFT_LOAD_PATH": "insert",
+            },
+            False,
+        ),
+        ({}, False),
+    ],
+)
+def test_objects_are_copied_only_with_s3_staging_and_the_role(
+    env: dict[str, str], copies: bool
+) -> None:
+    from sluice.config import load_settings
+    from sluice.objects.build import build_object_loader
+
+    settings = load_settings(REDSHIFT_ENV | env)
+    mapping = load_mapping("appsflyer_data_locker", "appsflyer_events")
+    loader = build_object_loader(settings, mapping, None)
+    assert (loader.copy_problem is None) is copies

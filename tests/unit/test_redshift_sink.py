@@ -15,6 +15,7 @@ from sluice.mapping import load_mapping
 from sluice.model import MappedRow, ReceivedMessage
 from sluice.sinks.base import RowsRejectedError
 from sluice.sinks.redshift.errors import SerializationConflict
+from sluice.sinks.redshift.object_copy import CopyForm, CsvObject
 from sluice.sinks.redshift.sink import CONFLICT_ATTEMPTS, LoadPath, RedshiftSink
 from sluice.sinks.redshift.sql import CURRENT_DATABASE_SQL, ISOLATION_SQL, MergeLock
 from sluice.sinks.redshift.staging import S3Stager, StagingLocation
@@ -69,11 +70,13 @@ class FakeS3:
     def __init__(self, fail_delete: bool = False) -> None:
         self.calls: list[str] = []
         self.objects: dict[str, bytes] = {}
+        self.written: list[bytes] = []  # every body put, deleted or not
         self.fail_delete = fail_delete
 
     async def put_object(self, Bucket: str, Key: str, Body: Any, **_: Any) -> dict[str, Any]:
         self.calls.append("PutObject")
         self.objects[Key] = Body.read()
+        self.written.append(self.objects[Key])
         return {}
 
     async def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
@@ -164,6 +167,43 @@ def test_a_row_too_big_for_the_insert_path_is_rejected_so_the_loader_isolates_it
 def test_the_copy_path_needs_its_role() -> None:
     with pytest.raises(ValueError, match="IAM role"):
         RedshiftSink(FakeRunner(), MAPPING, stager=object(), iam_role=None)  # type: ignore[arg-type]
+
+
+OBJECT = CsvObject(
+    's3://data-locker/t=inapps/dt=2024-05-01/h=1/it\'s "part".gz',
+    ("AppsFlyer ID", "Event Name"),
+    CopyForm.CSV_GZIP,
+    "m-1#0:copy",
+    None,
+)
+
+
+def test_an_object_copy_reads_a_one_entry_manifest_staged_for_it_then_removed() -> None:
+    runner, s3 = FakeRunner(inserted=4), FakeS3()
+    sink = copy_sink(runner, s3)
+    assert sink.copies_objects
+    asyncio.run(sink.copy_csv_object(OBJECT))
+    assert orjson.loads(s3.written[0]) == {"entries": [{"url": OBJECT.url, "mandatory": True}]}
+    [transaction] = runner.transactions
+    [copy] = [s for s in transaction if s.startswith("COPY")]
+    assert "FROM 's3://bucket/stage/w1/" in copy and "/manifest.json' IAM_ROLE" in copy
+    assert " MANIFEST CSV GZIP " in copy and "data-locker" not in copy
+    assert s3.calls == ["PutObject", "DeleteObjects"] and s3.objects == {}
+
+
+def test_a_failed_object_copy_still_removes_its_manifest() -> None:
+    runner, s3 = FakeRunner(fail=PermanentError("ERROR: division by zero")), FakeS3()
+    with pytest.raises(PermanentError):
+        asyncio.run(copy_sink(runner, s3).copy_csv_object(OBJECT))
+    assert s3.calls == ["PutObject", "DeleteObjects"] and s3.objects == {}
+
+
+def test_without_s3_staging_objects_are_not_copied() -> None:
+    """No staging location, no manifest: the object streams instead (objects/copy.py)."""
+    sink = RedshiftSink(FakeRunner(), MAPPING, iam_role=ROLE)
+    assert not sink.copies_objects
+    with pytest.raises(PermanentError, match="S3 staging"):
+        asyncio.run(sink.copy_csv_object(OBJECT))
 
 
 def sink_with(runner: FakeRunner, lock: MergeLock | None = None) -> RedshiftSink:

@@ -52,10 +52,13 @@ def build_object_loader(
             rows_per_load=settings.batch_max_rows,
             parquet=ParquetLimits(rows_per_slice=min(settings.batch_max_rows, 10_000)),
         ),
-        # Capability as data: the warehouse's profile, and the role its COPY reads S3 with.
+        # Capability as data: the warehouse's profile, the role its COPY reads S3 with, and
+        # the S3 staging its loads use, where the manifest naming the object is written
+        # (without one, COPY would take the object's key as a prefix).
         copy_from_s3=bool(
             settings.profile is not None
             and settings.profile.copies_s3_objects
             and settings.redshift.iam_role
+            and settings.redshift.copy
         ),
     )

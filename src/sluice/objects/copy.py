@@ -2,7 +2,8 @@
 
 Chosen by capability: the warehouse's profile says it copies objects from S3
 (``WarehouseProfile.copies_s3_objects``), its sink can (``ObjectCopier.copies_objects``:
-Redshift with an IAM role), the mapping qualifies (``object_copy.copy_problem``) and so does
+Redshift with an IAM role and S3 staging, where the one-entry manifest naming the object is
+written), the mapping qualifies (``object_copy.copy_problem``) and so does
 the object's header. Otherwise, and whenever the COPY transaction fails for any reason (a
 row not in the plain form, a value the warehouse refuses, COPY's own errors, an outage),
 the object is loaded by the streaming path, which reports each row that does not fit as it

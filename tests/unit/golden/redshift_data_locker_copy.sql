@@ -42,7 +42,7 @@ CREATE TEMP TABLE "sluice_object" (
   "c41" VARCHAR(65535)
 );
 
-COPY "sluice_object" ("c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12", "c13", "c14", "c15", "c16", "c17", "c18", "c19", "c20", "c21", "c22", "c23", "c24", "c25", "c26", "c27", "c28", "c29", "c30", "c31", "c32", "c33", "c34", "c35", "c36", "c37", "c38", "c39", "c40", "c41") FROM 's3://bucket/t=inapps/dt=2024-05-01/h=1/part-00000.csv.gz' IAM_ROLE 'arn:aws:iam::123456789012:role/sluice-copy' CSV GZIP IGNOREHEADER 1 NULL AS 'sluice:null:7d1f' MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF;
+COPY "sluice_object" ("c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11", "c12", "c13", "c14", "c15", "c16", "c17", "c18", "c19", "c20", "c21", "c22", "c23", "c24", "c25", "c26", "c27", "c28", "c29", "c30", "c31", "c32", "c33", "c34", "c35", "c36", "c37", "c38", "c39", "c40", "c41") FROM 's3://staging/sluice/w-1/2024/05/01/0b5e/manifest.json' IAM_ROLE 'arn:aws:iam::123456789012:role/sluice-copy' MANIFEST CSV GZIP IGNOREHEADER 1 NULL AS 'sluice:null:7d1f' MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF;
 
 CREATE TEMP TABLE "sluice_staging" (
   "appsflyer_id" VARCHAR(128),

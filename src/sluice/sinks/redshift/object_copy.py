@@ -9,7 +9,11 @@ agree on PostgreSQL).
 One transaction:
 1. (``LOCK`` the target, as the merge lock says)
 2. ``CREATE TEMP TABLE sluice_object`` with one text column per CSV column, by position;
-3. ``COPY sluice_object FROM 's3://...' CSV [GZIP] IGNOREHEADER 1`` with ``MAXERROR 0``;
+3. ``COPY sluice_object FROM '<manifest>' MANIFEST CSV [GZIP] IGNOREHEADER 1`` with
+   ``MAXERROR 0``. The manifest, written to the sink's S3 staging location for this COPY
+   alone, names the object as its one mandatory entry: a bare ``FROM 's3://bucket/key'``
+   is an object *prefix* to Redshift, which would also load ``<key>.tmp`` or ``<key>1``
+   beside it (and need ``s3:ListBucket`` to find them);
 4. the staging table, filled by one ``INSERT ... SELECT`` that builds each row's canonical
    JSON, its key (``SHA2``), its ``raw_event`` and each mapped column's value;
 5. the merge (``sql.merge_sql``, unchanged), then both temporary tables dropped.
@@ -136,13 +140,16 @@ def object_copy_plan(
     dialect: Dialect,
     mapping: TableMapping,
     source: CsvObject,
+    manifest_url: str,
     iam_role: str,
     *,
     lock: MergeLock = MergeLock.NONE,
 ) -> ObjectCopyPlan:
+    """The transaction loading ``source`` through ``manifest_url``, a manifest naming
+    ``source.url`` alone (``staging.S3Stager.stage_manifest``)."""
     statements = [
         raw_table_sql(dialect, len(source.header)),
-        copy_object_sql(source, iam_role, len(source.header)),
+        copy_object_sql(source, manifest_url, iam_role, len(source.header)),
         staging_table_sql(dialect, mapping),
         insert_from_object_sql(dialect, mapping, source),
         merge_sql(mapping),
@@ -165,14 +172,15 @@ def raw_table_sql(dialect: Dialect, width: int) -> str:
     return f"CREATE TEMP TABLE {quote(OBJECT_TABLE)} (\n{lines}\n)"
 
 
-def copy_object_sql(source: CsvObject, iam_role: str, width: int) -> str:
-    """Redshift's COPY of the object's CSV into the raw table. No version: COPY reads the
-    object's current version (docs/redshift.md says what that means)."""
+def copy_object_sql(source: CsvObject, manifest_url: str, iam_role: str, width: int) -> str:
+    """Redshift's COPY of the object's CSV into the raw table, through the manifest that
+    names it alone. No version: COPY reads the object's current version (docs/redshift.md
+    says what that means)."""
     columns = ", ".join(_raw(i) for i in range(width))
     return (
         f"COPY {quote(OBJECT_TABLE)} ({columns}) "
-        f"FROM {string_literal(REDSHIFT, source.url)} "
-        f"IAM_ROLE {string_literal(REDSHIFT, iam_role)} "
+        f"FROM {string_literal(REDSHIFT, manifest_url)} "
+        f"IAM_ROLE {string_literal(REDSHIFT, iam_role)} MANIFEST "
         f"{source.form.value} IGNOREHEADER 1 NULL AS {string_literal(REDSHIFT, NULL_MARKER)} "
         "MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF"
     )

@@ -100,6 +100,7 @@ class RedshiftSink:
         mapping: TableMapping,
         *,
         stager: S3Stager | None = None,
+        object_stager: S3Stager | None = None,
         iam_role: str | None = None,
         sort_key: str | None = None,
         dialect: Dialect = REDSHIFT,
@@ -110,11 +111,14 @@ class RedshiftSink:
         merge_lock: MergeLock | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if stager is not None and not iam_role:
+        if (stager is not None or object_stager is not None) and not iam_role:
             raise ValueError("the copy path needs the IAM role Redshift reads S3 with")
         self._runner = runner
         self._mapping = mapping
         self._stager = stager
+        # Where an object COPY's manifest goes: the load path's staging unless told
+        # otherwise (a test's sink that loads by INSERT and copies objects).
+        self._manifests = object_stager or stager
         self._iam_role = iam_role or ""
         self._sort_key = sort_key
         self._dialect = dialect
@@ -144,6 +148,8 @@ class RedshiftSink:
         await self.merge_lock()
         if self._stager is not None:
             await self._stager.ping()
+        if self._manifests is not None and self._manifests is not self._stager:
+            await self._manifests.ping()
 
     async def merge_lock(self) -> MergeLock:
         """The lock mode loads use, settled once from the setting and the isolation level."""
@@ -259,15 +265,31 @@ class RedshiftSink:
 
     @property
     def copies_objects(self) -> bool:
-        """Whether ``copy_csv_object`` can run: Redshift reads S3 with the IAM role."""
-        return bool(self._iam_role)
+        """Whether ``copy_csv_object`` can run: Redshift reads S3 with the IAM role, and
+        there is an S3 staging location for the manifest that names the object."""
+        return self._manifests is not None and bool(self._iam_role)
 
     async def copy_csv_object(self, source: CsvObject) -> LoadResult:
         """COPY one Data Locker CSV object from S3 and merge it (``object_copy``), in one
-        transaction. Raises as ``load`` does; any error means nothing was merged."""
+        transaction, through a one-entry manifest staged for it and removed afterwards
+        whatever the outcome. Raises as ``load`` does; any error means nothing was merged."""
+        stager = self._manifests
+        if stager is None:
+            raise PermanentError("the COPY of an object needs S3 staging for its manifest")
         lock = await self.merge_lock()
-        plan = object_copy_plan(self._dialect, self._mapping, source, self._iam_role, lock=lock)
-        counts = await self._run(plan.transaction)
+        staged = await stager.stage_manifest([source.url])
+        try:
+            plan = object_copy_plan(
+                self._dialect,
+                self._mapping,
+                source,
+                staged.manifest_url,
+                self._iam_role,
+                lock=lock,
+            )
+            counts = await self._run(plan.transaction)
+        finally:
+            await self._remove_quietly(stager, staged)
         rows = max(counts[plan.rows_index], 0)
         inserted = max(counts[plan.transaction.merge_index], 0)
         return LoadResult(inserted, rows - inserted)

@@ -5,6 +5,10 @@ so concurrent loads and workers never share an object, and an S3 lifecycle rule 
 staging prefix can expire anything a crash left behind. ``PutObject`` twice (data, then the
 manifest that names it), and one ``DeleteObjects`` once the load is over, whatever its
 outcome: after a commit the objects are spent, after a failure the retry writes new ones.
+
+The COPY of an object already in S3 (a Data Locker object) stages a manifest alone
+(``stage_manifest``): without one, ``COPY ... FROM 's3://bucket/key'`` takes the key as a
+prefix and loads every object whose key begins with it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,19 @@ def _json_value(kind: ColumnType, value: object) -> object:
     return value
 
 
+def manifest_body(entries: Sequence[tuple[str, int | None]]) -> bytes:
+    """A COPY manifest naming exactly these ``(url, byte length or None)`` objects. Every
+    entry is mandatory: COPY fails when one is missing instead of loading the others. The
+    length (``meta.content_length``) only columnar formats require; given where known."""
+    listed: list[dict[str, object]] = []
+    for url, length in entries:
+        entry: dict[str, object] = {"url": url, "mandatory": True}
+        if length is not None:
+            entry["meta"] = {"content_length": length}
+        listed.append(entry)
+    return orjson.dumps({"entries": listed})
+
+
 class S3Stager:
     """Writes and removes staged batches through an aiobotocore S3 client."""
 
@@ -105,23 +122,23 @@ class S3Stager:
         prefix = self._prefix(datetime.now(UTC).date())
         data_key = f"{prefix}/part-00000.json.gz"
         manifest_key = f"{prefix}/manifest.json"
-        manifest = orjson.dumps(
-            {
-                "entries": [
-                    {
-                        "url": self._location.url(data_key),
-                        "mandatory": True,
-                        "meta": {"content_length": len(body)},
-                    }
-                ]
-            }
-        )
+        manifest = manifest_body([(self._location.url(data_key), len(body))])
         await self._put(data_key, body, "application/gzip")
         await self._put(manifest_key, manifest, "application/json")
         self.bytes_staged += len(body) + len(manifest)
         return StagedBatch(
             self._location.url(manifest_key), (data_key, manifest_key), len(body) + len(manifest)
         )
+
+    async def stage_manifest(self, urls: Sequence[str]) -> StagedBatch:
+        """A manifest alone, naming objects that are already in S3 (no length: CSV needs
+        none, and the object may have been replaced since it was announced). Removed by
+        ``remove`` like a staged batch; the objects it names are not touched."""
+        manifest_key = f"{self._prefix(datetime.now(UTC).date())}/manifest.json"
+        manifest = manifest_body([(url, None) for url in urls])
+        await self._put(manifest_key, manifest, "application/json")
+        self.bytes_staged += len(manifest)
+        return StagedBatch(self._location.url(manifest_key), (manifest_key,), len(manifest))
 
     async def _put(self, key: str, body: bytes, content_type: str) -> None:
         self.requests += 1
