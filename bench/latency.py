@@ -71,6 +71,7 @@ class CaseResult:
     requests: Counter[str]
     peak_rss_mb: float
     topped_up: int
+    concurrency: str
 
     @property
     def rate(self) -> float:
@@ -88,20 +89,43 @@ class CaseResult:
             f"SQS +{self.sqs_ms:>2} ms, warehouse +{self.warehouse_ms:>3} ms: "
             f"{self.rate:7,.0f} msg/s{ratio}  {self.cpu / per * 1e6:6.1f} CPU us/msg  "
             f"peak RSS {self.peak_rss_mb:.0f} MB  SQS requests/msg {total / per:.3f} "
-            f"({actions})"
+            f"({actions}); at the end: {self.concurrency}"
         )
 
 
-def deleted(port: int) -> float | None:
+def scrape(port: int) -> str | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
+            return str(answer.read().decode())
     except OSError:
+        return None
+
+
+def metric(text: str, prefix: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def deleted(port: int) -> float | None:
+    text = scrape(port)
+    if text is None:
         return None
     for line in text.splitlines():
         if line.startswith("sluice_messages_total{") and 'outcome="deleted"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def concurrency(port: int) -> str:
+    """The worker's receive and delete concurrency now (its adaptive policy's counts)."""
+    text = scrape(port) or ""
+    receive = metric(text, "sluice_receive_concurrency{")
+    delete = metric(text, "sluice_delete_concurrency{")
+    if receive is None or delete is None:
+        return "concurrency not exposed"
+    return f"receive concurrency {receive:.0f}, delete {delete:.0f}"
 
 
 class Producer:
@@ -195,6 +219,7 @@ def run_case(
         time.sleep(args.window)
         last = sample(worker.pid, port, sqs_proxy)
         rss = peak_rss_kib(worker.pid) / 1024
+        counts = concurrency(port)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=120)
@@ -211,6 +236,7 @@ def run_case(
         last.requests - first.requests,
         rss,
         producer.topped_up,
+        counts,
     )
 
 

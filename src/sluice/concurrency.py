@@ -14,8 +14,10 @@ Receives, by hill climbing on the measured rate:
 - the worker behind the receivers is the limit (they spent a quarter of the window waiting for
   room in the held budget, a full batch, or an open circuit): more polls cannot help; hold;
 - otherwise the receivers are the limit: grow by half. The next window keeps the growth if the
-  rate rose by ``gain`` or more; if not (the emulator, the CPU or the network is the limit),
-  the count steps back and stays for ``hold_after_no_gain`` seconds before probing again.
+  rate rose by a fifth (``gain``) of what the step would bring if receivers were all that
+  counted (a step from 8 to 12 must raise the rate by 10%); if not (the emulator, the CPU
+  or the network is the limit), the count steps back and stays for ``hold_after_no_gain``
+  seconds before probing again.
 
 Deletes, by Little's law: groups of 10 asked for per second x their mean round trip is how
 many are in flight on average; twice that, plus one, absorbs a finished batch's burst (a
@@ -103,7 +105,7 @@ class AdaptiveConcurrency:
     receive: ConcurrencyBounds
     delete: ConcurrencyBounds
     window: float = 2.0  # seconds between decisions
-    gain: float = 0.05  # a step up must raise the rate by this fraction to be kept
+    gain: float = 0.2  # share of a step's proportional gain it must bring to be kept
     step: float = 1.5  # a step up multiplies the count by this
     hold_after_no_gain: float = 30.0
     full_share: float = 0.5  # under this share of full receives, the queue is the limit
@@ -157,11 +159,15 @@ class AdaptiveConcurrency:
         self, figures: WindowFigures, state: ConcurrencyState, now: float
     ) -> ConcurrencyState:
         """Keep the last step up (and take the next) if the rate rose enough; else undo it."""
-        if state.before_probe is None or figures.rate >= state.rate_before_probe * (1 + self.gain):
+        before = state.before_probe
+        if before is None:
+            return self._grow(state, figures.rate, ReceiveReason.KEPT)
+        wanted = 1 + self.gain * (state.receive / before - 1)
+        if figures.rate >= state.rate_before_probe * wanted:
             return self._grow(state, figures.rate, ReceiveReason.KEPT)
         return replace(
             state,
-            receive=state.before_probe,
+            receive=before,
             reason=ReceiveReason.NO_GAIN,
             before_probe=None,
             hold_until=now + self.hold_after_no_gain,
