@@ -438,10 +438,17 @@ class Pipeline:
             due = self._held.visible_within(now, visibility / 2)
             if not due:
                 continue
-            extended, failed = await self.settler.extend(due, visibility)
-            self._held.extended(extended, now + visibility)
-            self.counters.visibility_extended += len(extended)
-            self.counters.visibility_failures += failed
+            # Not through the delete slots: an extension that waits its turn may come after
+            # the message reappeared. All at once, as SQS allows.
+            try:
+                result = await self.source.change_visibility(due, visibility)
+            except SluiceError as exc:
+                self.counters.visibility_failures += len(due)
+                self.log.warning("heartbeat_failed", messages=len(due), error=str(exc))
+                continue
+            self._held.extended(result.succeeded, now + visibility)
+            self.counters.visibility_extended += len(result.succeeded)
+            self.counters.visibility_failures += len(result.failed)
 
     async def _concurrency_loop(self) -> None:
         """Every window, let the policy set how many receives and deletes are in flight."""

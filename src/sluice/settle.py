@@ -1,8 +1,9 @@
 """Settling a loaded batch: dead letters to the DLQ, then DeleteMessageBatch.
 
-Deletes (and the heartbeat's visibility extensions) go out in groups of 10, at most
-``SettleSlots.limit`` at once: a finished 5,000-row batch is 500 calls, and sent all at once
-they would take every pooled connection while the next receives wait behind them. The limit
+Deletes go out in groups of 10, at most ``SettleSlots.limit`` at once: a finished 5,000-row
+batch is 500 calls, and sent all at once they would take every pooled connection while the
+next receives wait behind them. (The heartbeat's extensions do not wait for a slot: late, they
+would let messages reappear; they are rare, needed only while a load runs long.) The limit
 is set by the adaptive concurrency policy (``concurrency.py``) from what ``SettleSlots``
 measures: groups asked for, calls answered, their round trips, groups waiting.
 """
@@ -225,16 +226,3 @@ class Settler:
             return
         for message, why in failed:
             self.log.warning("delete_failed", message_id=message.message_id, error=why)
-
-    async def extend(
-        self, messages: Sequence[ReceivedMessage], seconds: int
-    ) -> tuple[list[ReceivedMessage], int]:
-        """Extend the visibility of ``messages``: those extended, and how many failed."""
-
-        def extend(group: Sequence[ReceivedMessage]) -> Awaitable[SettleResult]:
-            return self.source.change_visibility(group, seconds)
-
-        succeeded, failed = await self._in_groups(messages, extend)
-        if failed:
-            self.log.warning("heartbeat_failed", messages=len(failed), error=failed[0][1])
-        return succeeded, len(failed)

@@ -259,7 +259,7 @@ class _ConcurrencyCollector(Collector):
         )
         yield _gauge(
             "sluice_delete_concurrency",
-            "DeleteMessageBatch (and heartbeat) calls allowed in flight now.",
+            "DeleteMessageBatch calls allowed in flight now.",
             w,
             v.delete,
         )

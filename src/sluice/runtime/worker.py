@@ -97,8 +97,8 @@ def concurrency_policy(s: Settings) -> AdaptiveConcurrency:
 
 def sqs_pool_size(s: Settings) -> int:
     """Connections enough for every receive and delete in flight at once, plus the loads'
-    dead letters and the depth poller: a call never waits for a connection, so a burst of
-    deletes cannot hold back the next receives."""
+    dead letters and the depth poller: a receive never waits for a connection behind a burst
+    of deletes. (Only the heartbeat, all at once while a load runs long, may queue for one.)"""
     policy = concurrency_policy(s)
     return policy.receive.high + policy.delete.high + 2 * s.effective_load_concurrency + 4
 
