@@ -53,6 +53,50 @@ TOP_UP_BELOW = 60_000  # visible messages under which the producer adds a chunk
 TOP_UP_CHUNK = 30_000
 
 
+class GaugeSampler:
+    """Averages of the worker's gauges over the window, scraped every ``interval`` seconds:
+    by Little's law, a stage's average count / the rate is the time a message spends in it."""
+
+    NAMES = (
+        "sluice_messages_held",
+        "sluice_messages_settling",
+        "sluice_receives_in_flight",
+        "sluice_deletes_in_flight",
+        "sluice_receive_concurrency",
+    )
+
+    def __init__(self, port: int, interval: float = 0.25) -> None:
+        self.port, self.interval = port, interval
+        self.sums: Counter[str] = Counter()
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> GaugeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            text = scrape(self.port)
+            if text is None:
+                continue
+            self.samples += 1
+            for name in self.NAMES:
+                value = metric(text, name + "{")
+                if value is not None:
+                    self.sums[name] += value
+
+    def mean(self, name: str) -> float | None:
+        if not self.samples or name not in self.sums:
+            return None
+        return self.sums[name] / self.samples
+
+
 @dataclass(frozen=True)
 class Sample:
     at: float
@@ -72,6 +116,7 @@ class CaseResult:
     peak_rss_mb: float
     topped_up: int
     concurrency: str
+    gauges: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -89,8 +134,29 @@ class CaseResult:
             f"SQS +{self.sqs_ms:>2} ms, warehouse +{self.warehouse_ms:>3} ms: "
             f"{self.rate:7,.0f} msg/s{ratio}  {self.cpu / per * 1e6:6.1f} CPU us/msg  "
             f"peak RSS {self.peak_rss_mb:.0f} MB  SQS requests/msg {total / per:.3f} "
-            f"({actions}); at the end: {self.concurrency}"
+            f"({actions}); at the end: {self.concurrency}\n      {self.where_time_goes()}"
         )
+
+    def where_time_goes(self) -> str:
+        """Little's law on the window's averages: count in a stage / rate = time in it."""
+        g, rate = self.gauges, self.rate or 1
+        held = g.get("sluice_messages_held")
+        if held is None:
+            return "time per stage: not exposed"
+        settling = g.get("sluice_messages_settling")
+        parts = [f"a message is held {held / rate * 1000:.0f} ms (received to deleted)"]
+        if settling is not None:
+            parts.append(
+                f"{(held - settling) / rate * 1000:.0f} ms of it before its commit, "
+                f"{settling / rate * 1000:.0f} ms committed and waiting for its delete"
+            )
+        polls = g.get("sluice_receives_in_flight")
+        if polls is not None:
+            parts.append(
+                f"receives in flight {polls:.1f} (of {g.get('sluice_receive_concurrency', 0):.1f}),"
+                f" deletes in flight {g.get('sluice_deletes_in_flight', 0):.1f}"
+            )
+        return "; ".join(parts)
 
 
 def scrape(port: int) -> str | None:
@@ -215,9 +281,11 @@ def run_case(
                 raise SystemExit("the worker never served /metrics")
             time.sleep(0.2)
         time.sleep(args.warmup)
-        first = sample(worker.pid, port, sqs_proxy)
-        time.sleep(args.window)
-        last = sample(worker.pid, port, sqs_proxy)
+        with GaugeSampler(port) as gauges:
+            first = sample(worker.pid, port, sqs_proxy)
+            time.sleep(args.window)
+            last = sample(worker.pid, port, sqs_proxy)
+        means = {name: gauges.mean(name) for name in GaugeSampler.NAMES}
         rss = peak_rss_kib(worker.pid) / 1024
         counts = concurrency(port)
     finally:
@@ -237,6 +305,7 @@ def run_case(
         rss,
         producer.topped_up,
         counts,
+        {name: value for name, value in means.items() if value is not None},
     )
 
 

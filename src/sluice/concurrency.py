@@ -7,17 +7,20 @@ finds that from what the pipeline sees in each window (``WindowFigures``), like 
 policy in ``scaling.py``: a pure object that reads no clock and holds no state of its own; the
 caller passes the time and the last ``ConcurrencyState``, and gets back the next one.
 
-Receives, by hill climbing on the measured rate:
+Receives, by hill climbing on what the receivers bring per second, ``count / round trip``
+(the round trip of the receives that came back full, averaged over the window: hundreds of
+calls, so far steadier than the count of messages a 2 s window happens to see):
 
 - the queue is the limit (most receives came back short of ``max_messages`` or empty): more
   polls would only make more requests, so the count steps down towards ``low``;
 - the worker behind the receivers is the limit (they spent a quarter of the window waiting for
   room in the held budget, a full batch, or an open circuit): more polls cannot help; hold;
-- otherwise the receivers are the limit: grow by half. The next window keeps the growth if the
-  rate rose by a fifth (``gain``) of what the step would bring if receivers were all that
-  counted (a step from 8 to 12 must raise the rate by 10%); if not (the emulator, the CPU
-  or the network is the limit), the count steps back and stays for ``hold_after_no_gain``
-  seconds before probing again.
+- otherwise the receivers are the limit: grow by half. The next window keeps the growth if
+  ``count / round trip`` rose by a fifth (``gain``) of the step (a step from 8 to 12 must
+  raise it by 10%). Behind network latency the round trip stays put as the count grows, and
+  the step is kept; when the emulator, the CPU or the network is the limit, the round trip
+  grows with the count (the calls queue), and the count steps back and stays for
+  ``hold_after_no_gain`` seconds before probing again.
 
 Deletes, by Little's law: groups of 10 asked for per second x their mean round trip is how
 many are in flight on average; twice that, plus one, absorbs a finished batch's burst (a
@@ -79,6 +82,7 @@ class WindowFigures:
     received: int = 0  # messages
     receives: int = 0  # receive calls that answered
     full_receives: int = 0  # answered with max_messages
+    full_receive_seconds: float = 0.0  # their round trips, summed
     room_wait: float = 0.0  # receiver-seconds spent waiting for room to poll
     delete_groups: int = 0  # groups of up to 10 asked to be deleted
     delete_calls: int = 0  # delete calls that answered
@@ -89,6 +93,12 @@ class WindowFigures:
     def rate(self) -> float:
         return self.received / self.seconds if self.seconds > 0 else 0.0
 
+    def capacity(self, receivers: int) -> float:
+        """Receives ``receivers`` polls complete per second at this window's round trip."""
+        if not self.full_receives or self.full_receive_seconds <= 0:
+            return 0.0
+        return receivers / (self.full_receive_seconds / self.full_receives)
+
 
 @dataclass(frozen=True)
 class ConcurrencyState:
@@ -96,7 +106,7 @@ class ConcurrencyState:
     delete: int
     reason: ReceiveReason = ReceiveReason.NO_DATA
     before_probe: int | None = None  # the receive count before a step up not yet judged
-    rate_before_probe: float = 0.0
+    capacity_before_probe: float = 0.0
     hold_until: float | None = None
 
 
@@ -107,7 +117,7 @@ class AdaptiveConcurrency:
     window: float = 2.0  # seconds between decisions
     gain: float = 0.2  # share of a step's proportional gain it must bring to be kept
     step: float = 1.5  # a step up multiplies the count by this
-    hold_after_no_gain: float = 30.0
+    hold_after_no_gain: float = 20.0
     full_share: float = 0.5  # under this share of full receives, the queue is the limit
     room_share: float = 0.25  # over this share of the window waiting for room: downstream
 
@@ -153,7 +163,7 @@ class AdaptiveConcurrency:
             return replace(state, reason=ReceiveReason.DOWNSTREAM_LIMITED)
         if state.hold_until is not None and now < state.hold_until:
             return replace(state, reason=ReceiveReason.HOLDING)
-        return self._grow(state, figures.rate, ReceiveReason.GROWING)
+        return self._grow(state, figures.capacity(current), ReceiveReason.GROWING)
 
     def _judge_probe(
         self, figures: WindowFigures, state: ConcurrencyState, now: float
@@ -161,10 +171,11 @@ class AdaptiveConcurrency:
         """Keep the last step up (and take the next) if the rate rose enough; else undo it."""
         before = state.before_probe
         if before is None:
-            return self._grow(state, figures.rate, ReceiveReason.KEPT)
+            return self._grow(state, figures.capacity(state.receive), ReceiveReason.KEPT)
         wanted = 1 + self.gain * (state.receive / before - 1)
-        if figures.rate >= state.rate_before_probe * wanted:
-            return self._grow(state, figures.rate, ReceiveReason.KEPT)
+        capacity = figures.capacity(state.receive)
+        if capacity >= state.capacity_before_probe * wanted:
+            return self._grow(state, capacity, ReceiveReason.KEPT)
         return replace(
             state,
             receive=before,
@@ -174,7 +185,7 @@ class AdaptiveConcurrency:
         )
 
     def _grow(
-        self, state: ConcurrencyState, rate: float, reason: ReceiveReason
+        self, state: ConcurrencyState, capacity: float, reason: ReceiveReason
     ) -> ConcurrencyState:
         grown = self.receive.clamp(math.ceil(state.receive * self.step))
         if grown == state.receive:
@@ -184,7 +195,7 @@ class AdaptiveConcurrency:
             receive=grown,
             reason=reason,
             before_probe=state.receive,
-            rate_before_probe=rate,
+            capacity_before_probe=capacity,
             hold_until=None,
         )
 
@@ -196,12 +207,16 @@ class ReceiveTally:
     received: int = 0
     receives: int = 0
     full_receives: int = 0
+    full_receive_seconds: float = 0.0
     room_wait: float = 0.0
 
-    def answered(self, messages: int, max_messages: int) -> None:
+    def answered(self, messages: int, max_messages: int, seconds: float) -> None:
+        """A receive answered with ``messages`` after ``seconds``."""
         self.received += messages
         self.receives += 1
-        self.full_receives += messages >= max_messages
+        if messages >= max_messages:
+            self.full_receives += 1
+            self.full_receive_seconds += seconds
 
     def take(
         self, seconds: float, asked: int, answered: int, round_trips: float, backlog: int
@@ -212,6 +227,7 @@ class ReceiveTally:
             received=self.received,
             receives=self.receives,
             full_receives=self.full_receives,
+            full_receive_seconds=self.full_receive_seconds,
             room_wait=self.room_wait,
             delete_groups=asked,
             delete_calls=answered,
@@ -219,7 +235,7 @@ class ReceiveTally:
             delete_backlog=backlog,
         )
         self.received = self.receives = self.full_receives = 0
-        self.room_wait = 0.0
+        self.full_receive_seconds = self.room_wait = 0.0
         return figures
 
 

@@ -279,6 +279,7 @@ class Pipeline:
         while True:
             if self._surplus_receiver() or not await self._wait_for_turn():
                 return
+            asked_at = self.clock()
             try:
                 messages = await self.source.receive(
                     opts.max_messages, opts.wait_time_seconds, opts.visibility_timeout
@@ -297,7 +298,7 @@ class Pipeline:
                 # Brought in after the stop: held only to be released with the rest.
                 self._held.add(messages, self.clock() + opts.visibility_timeout)
                 return
-            self._tally.answered(len(messages), opts.max_messages)
+            self._tally.answered(len(messages), opts.max_messages, self.clock() - asked_at)
             if not messages:
                 self.counters.empty_receives += 1
                 self._empty_streak += 1
