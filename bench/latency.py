@@ -41,8 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.tcp_proxy import TcpFaultProxy  # noqa: E402
 
-from bench.common import emulator_worker_env, process_cpu_seconds  # noqa: E402
-from sluice.local.emulator import EMULATOR_CREDENTIALS, free_port, running_emulator  # noqa: E402
+from bench.common import CpuSampler, emulator_worker_env, process_cpu_seconds  # noqa: E402
+from sluice.local.emulator import (  # noqa: E402
+    EMULATOR_CREDENTIALS,
+    Emulator,
+    free_port,
+    running_emulator,
+)
 from sluice.sources.sqs import sqs_client  # noqa: E402
 from sluice.tools.benchmark import peak_rss_kib  # noqa: E402
 from sluice.tools.sender import send_bodies  # noqa: E402
@@ -103,6 +108,7 @@ class Sample:
     deleted: float
     cpu: float
     requests: Counter[str]
+    others: tuple[float, float]  # CPU seconds of the emulator, and of this process (the proxies)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ class CaseResult:
     topped_up: int
     concurrency: str
     gauges: dict[str, float]
+    other_cpu: tuple[float, float, float]  # emulator, PostgreSQL, the proxies (this process)
 
     @property
     def rate(self) -> float:
@@ -135,6 +142,9 @@ class CaseResult:
             f"{self.rate:7,.0f} msg/s{ratio}  {self.cpu / per * 1e6:6.1f} CPU us/msg  "
             f"peak RSS {self.peak_rss_mb:.0f} MB  SQS requests/msg {total / per:.3f} "
             f"({actions}); at the end: {self.concurrency}\n      {self.where_time_goes()}"
+            f"\n      other CPU per message: emulator {self.other_cpu[0] / per * 1e6:.1f} us, "
+            f"PostgreSQL {self.other_cpu[1] / per * 1e6:.1f} us, this process (the delay "
+            f"proxies, the top-up producer) {self.other_cpu[2] / per * 1e6:.1f} us"
         )
 
     def where_time_goes(self) -> str:
@@ -241,22 +251,27 @@ class Producer:
             await client.delete_queue(QueueUrl=self.url)
 
 
-def sample(pid: int, port: int, proxy: TcpFaultProxy) -> Sample:
+def sample(pid: int, port: int, proxy: TcpFaultProxy, emulator_pid: int) -> Sample:
     count = deleted(port)
     return Sample(
-        time.monotonic(), count or 0.0, process_cpu_seconds(pid), proxy.stats().sqs_requests
+        time.monotonic(),
+        count or 0.0,
+        process_cpu_seconds(pid),
+        proxy.stats().sqs_requests,
+        (process_cpu_seconds(emulator_pid), process_cpu_seconds(os.getpid())),
     )
 
 
 def run_case(
     args: argparse.Namespace,
-    emulator_endpoint: str,
+    emulator: Emulator,
     sqs_proxy: TcpFaultProxy,
     pg_proxy: TcpFaultProxy,
     sqs_ms: int,
     warehouse_ms: int,
 ) -> CaseResult:
-    producer = Producer(emulator_endpoint, args.messages, seed=sqs_ms * 1000 + warehouse_ms)
+    emulator_pid = emulator.pid
+    producer = Producer(emulator.endpoint, args.messages, seed=sqs_ms * 1000 + warehouse_ms)
     asyncio.run(producer.fill())
     sqs_proxy.set_latency(sqs_ms / 1000, downstream_only=True)
     pg_proxy.set_latency(warehouse_ms / 1000, downstream_only=True)
@@ -282,9 +297,10 @@ def run_case(
             time.sleep(0.2)
         time.sleep(args.warmup)
         with GaugeSampler(port) as gauges:
-            first = sample(worker.pid, port, sqs_proxy)
-            time.sleep(args.window)
-            last = sample(worker.pid, port, sqs_proxy)
+            first = sample(worker.pid, port, sqs_proxy, emulator_pid)
+            with CpuSampler("postgres") as postgres:
+                time.sleep(args.window)
+            last = sample(worker.pid, port, sqs_proxy, emulator_pid)
         means = {name: gauges.mean(name) for name in GaugeSampler.NAMES}
         rss = peak_rss_kib(worker.pid) / 1024
         counts = concurrency(port)
@@ -306,6 +322,11 @@ def run_case(
         producer.topped_up,
         counts,
         {name: value for name, value in means.items() if value is not None},
+        (
+            last.others[0] - first.others[0],
+            postgres.seconds,
+            last.others[1] - first.others[1],
+        ),
     )
 
 
@@ -335,9 +356,9 @@ def main() -> None:
         TcpFaultProxy(str(pg.get("host", "127.0.0.1")), int(pg.get("port", 5432))) as pg_proxy,
     ):
         for delay in delays:
-            zero = run_case(args, emulator.endpoint, sqs_proxy, pg_proxy, 0, 0)
+            zero = run_case(args, emulator, sqs_proxy, pg_proxy, 0, 0)
             print(zero.describe(None), flush=True)
-            slow = run_case(args, emulator.endpoint, sqs_proxy, pg_proxy, delay, args.warehouse_ms)
+            slow = run_case(args, emulator, sqs_proxy, pg_proxy, delay, args.warehouse_ms)
             print(slow.describe(zero), flush=True)
     print(f"load average after: {load_average()}")
 

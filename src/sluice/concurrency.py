@@ -23,9 +23,12 @@ calls, so far steadier than the count of messages a 2 s window happens to see):
   ``hold_after_no_gain`` seconds before probing again.
 
 Deletes, by Little's law: groups of 10 asked for per second x their mean round trip is how
-many are in flight on average; twice that, plus one, absorbs a finished batch's burst (a
-5,000-row batch is 500 groups at once). Deletes that fall behind grow it at once; an excess
-shrinks by a quarter a window, so one quiet window does not undo it.
+many are in flight on average; half as many again, plus one, absorbs a finished batch's burst
+(a 5,000-row batch is 500 groups at once) within about a window. No more than that: deletes
+in flight queue with the receives at SQS's door (and, on one machine, in the emulator), so a
+surplus of deletes lengthens every receive. Deletes that fell behind over a window (more groups
+waiting than slots, and fewer than half of those asked for answered) grow it at once; an
+excess shrinks by a quarter a window.
 
 A bound of ``low == high`` fixes the count (``SLUICE_RECEIVE_CONCURRENCY`` and
 ``SLUICE_DELETE_CONCURRENCY`` when set).
@@ -141,8 +144,9 @@ class AdaptiveConcurrency:
             return self.delete.clamp(current * 2 if figures.delete_backlog else current)
         round_trip = figures.delete_seconds / figures.delete_calls
         demand = figures.delete_groups / figures.seconds
-        needed = math.ceil(2 * demand * round_trip) + 1
-        if figures.delete_backlog > current:
+        needed = math.ceil(1.5 * demand * round_trip) + 1
+        behind = figures.delete_calls < figures.delete_groups / 2
+        if figures.delete_backlog > current and behind:
             needed = max(needed, math.ceil(current * self.step))
         if needed >= current:
             return self.delete.clamp(needed)

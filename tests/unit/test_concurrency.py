@@ -151,22 +151,25 @@ def test_fixed_counts_never_move() -> None:
 
 def test_deletes_follow_demand_times_round_trip() -> None:
     p = policy()
-    # 400 groups a second at 40 ms: 16 in flight on average, twice that plus one.
+    # 400 groups a second at 40 ms: 16 in flight on average, half as many again plus one.
     busy = WindowFigures(
         seconds=WINDOW, delete_groups=800, delete_calls=800, delete_seconds=800 * 0.040
     )
-    assert p.deletes(busy, 8) == 33
+    assert p.deletes(busy, 8) == 25
     # Localhost: 1 ms round trips need few; the excess goes a quarter a window.
     quick = WindowFigures(
         seconds=WINDOW, delete_groups=800, delete_calls=800, delete_seconds=800 * 0.001
     )
     assert p.deletes(quick, 33) == 25
     assert p.deletes(quick, 3) == 2
-    # Falling behind: more groups waiting than slots grows at once.
+    # Falling behind: more groups waiting than slots, most of the window's unanswered.
     behind = WindowFigures(
-        seconds=WINDOW, delete_groups=10, delete_calls=10, delete_seconds=0.01, delete_backlog=50
+        seconds=WINDOW, delete_groups=100, delete_calls=10, delete_seconds=0.1, delete_backlog=50
     )
     assert p.deletes(behind, 8) == 12
+    # A batch's burst just asked for at the end of a window that kept up is not falling behind.
+    burst = replace(behind, delete_groups=1000, delete_calls=600, delete_seconds=600 * 0.001)
+    assert p.deletes(burst, 8) == 6
     stuck = WindowFigures(seconds=WINDOW, delete_backlog=500)
     assert p.deletes(stuck, 8) == 16
     assert p.deletes(stuck, 60) == 64
