@@ -14,7 +14,7 @@ hundreds of deletes must not keep the next receives waiting.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sluice.model import ReceivedMessage
 
@@ -73,7 +73,10 @@ class HeldMessages:
                 continue
             self.bytes -= held.size
             held.size = 0
-            held.message = replace(held.message, body="", attributes=())
+            m = held.message  # built directly: dataclasses.replace costs twice as much
+            held.message = ReceivedMessage(
+                m.message_id, m.receipt_handle, "", m.receive_count, m.sent_timestamp_ms
+            )
             held.settling = True
             self.settling += 1
 

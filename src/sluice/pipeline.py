@@ -408,8 +408,9 @@ class Pipeline:
             dead_lettered = await self.settler.dead_letter(verdict.dead)
             to_delete = [*verdict.to_delete, *dead_lettered]
             self._held.settle(to_delete)
-            kept = {m.receipt_handle for m in to_delete}
-            self._held.remove(m for m in batch.messages if m.receipt_handle not in kept)
+            if len(to_delete) < len(batch.messages):  # the rest are left to come back
+                kept = {m.receipt_handle for m in to_delete}
+                self._held.remove(m for m in batch.messages if m.receipt_handle not in kept)
         except Exception:
             # A bug, not an outage: stop holding these messages so they reappear after
             # their visibility timeout instead of being extended forever.
