@@ -79,7 +79,9 @@ def measure(endpoint: str, wait: int, seconds: float, concurrency: int) -> float
             if time.monotonic() > deadline:
                 raise SystemExit("the worker never served /metrics")
             time.sleep(0.2)
-        time.sleep(min(5.0, seconds / 4))  # past the first polls of start-up
+        # Past the first polls of start-up: every receiver polls once (up to `wait` seconds)
+        # before an empty queue leaves the scout alone polling.
+        time.sleep(wait + 5.0)
         first, started = receives(port) or 0.0, time.monotonic()
         time.sleep(seconds)
         last, ended = receives(port) or 0.0, time.monotonic()

@@ -77,7 +77,10 @@ class Settings:
     dlq_url: str | None = None
     sqs_client: SqsClientKind = SqsClientKind.WIRE
     mapping_file: str | None = None
-    receive_concurrency: int = 8
+    receive_concurrency: int = 8  # fixed when given; else where the adaptive count starts
+    max_receive_concurrency: int = 64
+    delete_concurrency: int | None = None  # None: adaptive
+    max_delete_concurrency: int = 64
     max_held_messages: int = 10_000
     max_held_bytes: int = 256 * MIB  # load_settings derives it from memory when not given
     batch_max_rows: int = 5_000
@@ -105,6 +108,8 @@ class Settings:
     redshift: RedshiftSettings = field(default_factory=RedshiftSettings)
     # Derived, not a setting: the variables SLUICE_SINK was inferred from, for the logs.
     sink_inferred_from: str | None = None
+    # Derived: SLUICE_RECEIVE_CONCURRENCY was given, so the count is fixed, not adaptive.
+    receive_concurrency_given: bool = False
 
     @property
     def heartbeat_interval(self) -> float:
@@ -171,7 +176,30 @@ SPECS: tuple[Spec, ...] = (
     Spec("dlq_url", "SLUICE_DLQ_URL", http_url, "dead-letter queue URL for permanent failures"),
     Spec("sqs_client", "SLUICE_SQS_CLIENT", enum_of(SqsClientKind), "wire (fast) or botocore"),
     Spec("mapping_file", "SLUICE_MAPPING_FILE", nonempty_text, "TOML table mapping"),
-    Spec("receive_concurrency", "SLUICE_RECEIVE_CONCURRENCY", int_range(1, 256), "long polls"),
+    Spec(
+        "receive_concurrency",
+        "SLUICE_RECEIVE_CONCURRENCY",
+        int_range(1, 256),
+        "long polls in flight, fixed (unset: adaptive)",
+    ),
+    Spec(
+        "max_receive_concurrency",
+        "SLUICE_MAX_RECEIVE_CONCURRENCY",
+        int_range(1, 256),
+        "adaptive long polls at most",
+    ),
+    Spec(
+        "delete_concurrency",
+        "SLUICE_DELETE_CONCURRENCY",
+        int_range(1, 256),
+        "delete calls in flight, fixed (unset: adaptive)",
+    ),
+    Spec(
+        "max_delete_concurrency",
+        "SLUICE_MAX_DELETE_CONCURRENCY",
+        int_range(1, 256),
+        "adaptive delete calls at most",
+    ),
     Spec("max_held_messages", "SLUICE_MAX_HELD_MESSAGES", int_range(10, 1_000_000), "backpressure"),
     Spec(
         "max_held_bytes",
@@ -229,7 +257,7 @@ SPECS: tuple[Spec, ...] = (
     *REDSHIFT_SPECS,
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}
-_DERIVED = {"sink_inferred_from"}
+_DERIVED = {"sink_inferred_from", "receive_concurrency_given"}
 # The nested settings objects, by their field in Settings.
 _GROUPS: dict[str, type[RedshiftSettings]] = {"redshift": RedshiftSettings}
 assert {spec.attribute for spec in SPECS} | _DERIVED == {
@@ -307,6 +335,7 @@ def _checked(settings: Settings) -> Settings:
 def _derived_defaults(values: dict[str, Any]) -> None:
     """Defaults that depend on this host or on other settings, for what was not given."""
     values.setdefault("worker_id", f"{socket.gethostname()}-{os.getpid()}")
+    values["receive_concurrency_given"] = "receive_concurrency" in values
     if "max_held_bytes" not in values:
         scale = values.get("autoscale")
         processes = scale.high if isinstance(scale, ScaleRange) else values.get("processes", 1)
@@ -377,6 +406,8 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     env = {}
     for spec in SPECS:
         value = spec.value_of(settings)
+        if spec.name == "receive_concurrency" and not settings.receive_concurrency_given:
+            continue  # adaptive stays adaptive
         if value is not None:
             env[spec.env] = _as_text(value)
     return env
@@ -387,10 +418,14 @@ def describe(settings: Settings) -> list[tuple[str, str, str]]:
     rows = []
     for spec in SPECS:
         value = spec.value_of(settings)
-        if value is None:
+        if value is None and spec.name != "delete_concurrency":
             text = ""
         elif spec.secret:
             text = mask_secret_url(str(value))
+        elif spec.name == "receive_concurrency" and not settings.receive_concurrency_given:
+            text = f"adaptive from {value}"
+        elif spec.name == "delete_concurrency" and value is None:
+            text = "adaptive"
         elif spec.name == "sink" and settings.sink_inferred_from:
             text = f"{_as_text(value)} (inferred from {settings.sink_inferred_from})"
         else:

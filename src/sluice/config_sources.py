@@ -72,10 +72,18 @@ def setting_sources(
         if source is None:
             source = _not_given(spec.name, value, spec.value_of(defaults), settings)
         text = spelled.get(spec.env)
+        text = _adaptive(spec.name, value) if text is None else text
         if text is not None and spec.secret:
             text = mask_secret_url(text)
         rows.append(SettingRow(spec.name, spec.env, text, source))
     return rows
+
+
+def _adaptive(name: str, value: object) -> str | None:
+    """How an unset receive or delete count reads: it adapts (from ``value``, if any)."""
+    if name not in ("receive_concurrency", "delete_concurrency"):
+        return None
+    return "adaptive" if value is None else f"adaptive from {value}"
 
 
 def _not_given(name: str, value: object, default: object, settings: Settings) -> Source:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from sluice.batching import Batch
+from sluice.concurrency import ConcurrencyState, ConcurrencyView, ReceiveTally
 from sluice.decode import decode_message
 from sluice.errors import FailureReason, SluiceError, TransientError
 from sluice.held import HeldMessages
@@ -26,7 +27,7 @@ from sluice.model import DeadLetter, ObjectsAnnounced, ReceivedMessage, StopReas
 from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
 from sluice.pipeline_options import DRAIN_POLL_WAIT, PipelineOptions
 from sluice.policies import CircuitBreaker
-from sluice.settle import Settler, judge_batch
+from sluice.settle import Settler, SettleSlots, judge_batch
 from sluice.sinks.base import Sink
 from sluice.sources.base import DeadLetterTarget, Source
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from sluice.objects.base import ObjectHandler
 
 __all__ = ["DRAIN_POLL_WAIT", "Pipeline", "PipelineOptions"]
+# Empty receives in a row that show the queue empty, though only the scout still polls.
+EMPTY_IN_A_ROW = 2
 
 
 class Pipeline:
@@ -77,6 +80,16 @@ class Pipeline:
         self._loads: set[asyncio.Task[None]] = set()
         self._empty_streak = 0
         self._polls_in_flight = 0
+        # The last receive came back empty: one poll (the scout) stays in flight, the other
+        # receivers wait at the gate until a receive brings messages.
+        self._queue_empty = False
+        self._scouts_pausing = 0  # receivers backing off after an empty short poll
+        self.concurrency_policy = options.concurrency_policy
+        self.concurrency: ConcurrencyState = self.concurrency_policy.start()
+        self._tally = ReceiveTally()
+        self._receivers: set[asyncio.Task[None]] = set()
+        self._receivers_running = 0
+        self._failures: asyncio.Queue[BaseException] = asyncio.Queue()
         self.stats = StatsLine(options.worker_id, clock, clock())
         self.loader = Loader(
             sink,
@@ -88,11 +101,28 @@ class Pipeline:
             clock=clock,
             on_loaded=on_loaded,
         )
-        self.settler = Settler(source, dead_letters, self.counters, self.log)
+        self.settler = Settler(
+            source,
+            dead_letters,
+            self.counters,
+            self.log,
+            clock=clock,
+            slots=SettleSlots(self.concurrency.delete, clock),
+        )
 
     @property
     def held(self) -> int:
         return len(self._held)
+
+    def concurrency_view(self) -> ConcurrencyView:
+        return ConcurrencyView(
+            self.concurrency.receive,
+            self.concurrency.delete,
+            self._polls_in_flight,
+            self.settler.slots.busy,
+            self._held.settling,
+            self.concurrency.reason,
+        )
 
     @property
     def held_bytes(self) -> int:
@@ -111,27 +141,26 @@ class Pipeline:
     # -- the run ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> StopReason:
-        receivers = [
-            asyncio.create_task(self._receive_loop(), name=f"receive-{i}")
-            for i in range(self.options.receive_concurrency)
-        ]
+        self._start_receivers()
         helpers = [
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._stats_loop(), name="stats"),
+            asyncio.create_task(self._concurrency_loop(), name="concurrency"),
         ]
         stopped = asyncio.create_task(stop.wait(), name="stop")
+        failed = asyncio.create_task(self._failures.get(), name="receiver-failed")
         drained = (
             asyncio.create_task(self._drain_watch(), name="drain") if self.options.drain else None
         )
-        watched = [stopped, *receivers] + ([drained] if drained else [])
+        watched = [stopped, failed] + ([drained] if drained else [])
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         reason = StopReason.DRAINED if drained in done else StopReason.SIGNALLED
-        failure = next((t.exception() for t in done if t in receivers and t.exception()), None)
-        for task in (stopped, drained):
+        failure = failed.result() if failed in done else None
+        for task in (stopped, drained, failed):
             if task is not None:
                 task.cancel()
-        await self._shutdown(receivers, helpers)
+        await self._shutdown(list(self._receivers), helpers)
         self.log.info("stats", **self.stats.render(self.counters, self.held))
         if failure is not None:
             raise failure
@@ -166,13 +195,14 @@ class Pipeline:
             else:
                 self._start_processing(self._take_batch())
         waiting = [*self._loads, *(task for task in receivers if not task.done())]
-        if waiting:
+        while waiting:  # a load ends in deletes; a receiver may bring a last few messages
             _, pending = await asyncio.wait(
                 waiting, timeout=max(0.0, deadline - margin - self.clock())
             )
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            waiting = [task for task in self._loads if not task.done()]
         for task in helpers[1:]:
             task.cancel()
         await asyncio.gather(*helpers[1:], return_exceptions=True)
@@ -200,26 +230,64 @@ class Pipeline:
         opts = self.options
         polls = self._polls_in_flight + 1
         return (
-            self.held + polls * opts.max_messages <= opts.max_held
+            self._held.unsettled + polls * opts.max_messages <= opts.max_held
+            and self._held.settling <= opts.max_held  # deletes far behind: wait for them
             and self._held.bytes + polls * opts.poll_reserve_bytes <= opts.max_held_bytes
             and len(self._batch.messages) < opts.flush.max_rows
             and self.breaker.allows_receiving
         )
 
+    def _may_poll(self) -> bool:
+        """Room to receive, and, while the queue is empty, no other poll in flight: one long
+        poll (the scout) costs what all of them would, and finds messages as soon."""
+        scouting = self._polls_in_flight or self._scouts_pausing
+        return self._may_receive() and not (self._queue_empty and scouting)
+
     async def _notify_gate(self) -> None:
         async with self._gate:
             self._gate.notify_all()
+
+    def _start_receivers(self) -> None:
+        """As many receivers as the concurrency policy wants now; extra ones end by
+        themselves at the top of their loop."""
+        while self._receivers_running < self.concurrency.receive and not self._stopping:
+            self._receivers_running += 1
+            task = asyncio.create_task(self._receive_loop(), name="receive")
+            self._receivers.add(task)
+            task.add_done_callback(self._receiver_done)
+
+    def _receiver_done(self, task: asyncio.Task[None]) -> None:
+        self._receivers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._failures.put_nowait(task.exception())  # type: ignore[arg-type]
+
+    def _surplus_receiver(self) -> bool:
+        if self._receivers_running > self.concurrency.receive:
+            self._receivers_running -= 1
+            return True
+        return False
+
+    async def _wait_for_turn(self) -> bool:
+        """Wait at the gate for room to poll; False when stopping. Reserves the poll."""
+        async with self._gate:
+            if not (self._stopping or self._may_receive()):
+                waited_from = self.clock()
+                await self._gate.wait_for(lambda: self._stopping or self._may_receive())
+                self._tally.room_wait += self.clock() - waited_from
+            await self._gate.wait_for(lambda: self._stopping or self._may_poll())
+            if self._stopping:
+                return False
+            self._polls_in_flight += 1  # reserved under the lock, with the check
+            return True
 
     async def _receive_loop(self) -> None:
         attempt = 0
         empty = 0  # this receiver's empty receives in a row
         opts = self.options
         while True:
-            async with self._gate:
-                await self._gate.wait_for(lambda: self._stopping or self._may_receive())
-                if self._stopping:
-                    return
-                self._polls_in_flight += 1  # reserved under the lock, with the check
+            if self._surplus_receiver() or not await self._wait_for_turn():
+                return
+            asked_at = self.clock()
             try:
                 messages = await self.source.receive(
                     opts.max_messages, opts.wait_time_seconds, opts.visibility_timeout
@@ -238,9 +306,11 @@ class Pipeline:
                 # Brought in after the stop: held only to be released with the rest.
                 self._held.add(messages, self.clock() + opts.visibility_timeout)
                 return
+            self._tally.answered(len(messages), opts.max_messages, self.clock() - asked_at)
             if not messages:
                 self.counters.empty_receives += 1
                 self._empty_streak += 1
+                self._queue_empty = True
                 if self._drained_batch_waiting():
                     self._flush_wanted.set()
                 await self._after_empty_receive(empty)
@@ -248,11 +318,14 @@ class Pipeline:
                 continue
             empty = 0
             self.counters.receives_with_messages += 1
-            if self._empty_streak:
+            if self._empty_streak or self._queue_empty:
                 self._wake.set()  # the queue has messages again: every receiver back to work
                 self._wake = asyncio.Event()
             self._empty_streak = 0
             self._accept(messages)
+            if self._queue_empty:
+                self._queue_empty = False
+                await self._notify_gate()  # the scout found messages: the others poll too
 
     async def _after_empty_receive(self, empty_before: int) -> None:
         """Short polls answer at once even on an empty queue: back off with jitter, so an
@@ -266,7 +339,11 @@ class Pipeline:
                 why="SQS_WAIT_TIME_SECONDS=0: empty receives back off up to "
                 f"{backoff.cap:g} s; 1-20 makes them long polls",
             )
-        await self._pause(backoff.delay(empty_before))
+        self._scouts_pausing += 1  # still the scout while it sleeps: no other poll starts
+        try:
+            await self._pause(backoff.delay(empty_before))
+        finally:
+            self._scouts_pausing -= 1
 
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if messages come or the pipeline stops meanwhile."""
@@ -294,7 +371,7 @@ class Pipeline:
         return (
             self.options.drain
             and bool(self._batch.messages)
-            and self._empty_streak >= self.options.receive_concurrency
+            and self._empty_streak >= EMPTY_IN_A_ROW
         )
 
     def _take_batch(self) -> Batch:
@@ -325,6 +402,10 @@ class Pipeline:
         task.add_done_callback(self._loads.discard)
 
     async def _process(self, batch: Batch) -> None:
+        """Load, dead-letter, then free the load slot before deleting: the next batch may
+        load while this one's deletes are on their way, and its messages, committed, stop
+        counting against the receive budget (``HeldMessages.settle``)."""
+        to_delete: list[ReceivedMessage] = []
         try:
             self.counters.ignored += len(batch.ignored)
             rejected: tuple[DeadLetter, ...] = ()
@@ -337,18 +418,28 @@ class Pipeline:
             verdict = judge_batch(batch, rejected)
             self.counters.duplicates_in_batch += verdict.twins_absorbed
             dead_lettered = await self.settler.dead_letter(verdict.dead)
-            await self.settler.delete([*verdict.to_delete, *dead_lettered])
-            self._held.remove(batch.messages)
-            if self.on_progress is not None:
-                self.on_progress(self.counters)
+            to_delete = [*verdict.to_delete, *dead_lettered]
+            self._held.settle(to_delete)
+            if len(to_delete) < len(batch.messages):  # the rest are left to come back
+                kept = {m.receipt_handle for m in to_delete}
+                self._held.remove(m for m in batch.messages if m.receipt_handle not in kept)
         except Exception:
             # A bug, not an outage: stop holding these messages so they reappear after
             # their visibility timeout instead of being extended forever.
             self.log.exception("process_failed", messages=len(batch.messages))
             self._held.remove(batch.messages)
+            to_delete = []
         finally:
             self._load_slots.release()
             await self._notify_gate()
+        try:
+            await self.settler.delete(to_delete)
+        except Exception:
+            self.log.exception("delete_crashed", messages=len(to_delete))
+        self._held.remove(to_delete)
+        if self.on_progress is not None:
+            self.on_progress(self.counters)
+        await self._notify_gate()
 
     # -- objects announced by S3 event notifications -------------------------------------
 
@@ -403,6 +494,8 @@ class Pipeline:
             due = self._held.visible_within(now, visibility / 2)
             if not due:
                 continue
+            # Not through the delete slots: an extension that waits its turn may come after
+            # the message reappeared. All at once, as SQS allows.
             try:
                 result = await self.source.change_visibility(due, visibility)
             except SluiceError as exc:
@@ -412,6 +505,33 @@ class Pipeline:
             self._held.extended(result.succeeded, now + visibility)
             self.counters.visibility_extended += len(result.succeeded)
             self.counters.visibility_failures += len(result.failed)
+
+    async def _concurrency_loop(self) -> None:
+        """Every window, let the policy set how many receives and deletes are in flight."""
+        policy = self.concurrency_policy
+        slots = self.settler.slots
+        started = self.clock()
+        while True:
+            await asyncio.sleep(policy.window)
+            now = self.clock()
+            asked, answered, seconds = slots.take_figures()
+            figures = self._tally.take(now - started, asked, answered, seconds, slots.waiting)
+            started = now
+            before = self.concurrency
+            self.concurrency = policy.decide(figures, before, now)
+            slots.set_limit(self.concurrency.delete)
+            self._start_receivers()
+            if (before.receive, before.delete) != (
+                self.concurrency.receive,
+                self.concurrency.delete,
+            ):
+                self.log.info(
+                    "concurrency",
+                    receive=self.concurrency.receive,
+                    delete=self.concurrency.delete,
+                    why=self.concurrency.reason.value,
+                    rate=round(figures.rate),
+                )
 
     async def _stats_loop(self) -> None:
         while True:
@@ -423,7 +543,7 @@ class Pipeline:
             not self._held
             and not self._loads
             and not self._batch.messages
-            and self._empty_streak >= self.options.receive_concurrency
+            and self._empty_streak >= EMPTY_IN_A_ROW
         )
 
     async def _drain_watch(self) -> None:

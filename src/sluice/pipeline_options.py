@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sluice.batching import FlushPolicy
+from sluice.concurrency import AdaptiveConcurrency, ConcurrencyBounds
 from sluice.model import SQS_MAX_MESSAGE_BYTES
 from sluice.policies import ExponentialBackoff
 
@@ -14,11 +15,13 @@ DRAIN_POLL_WAIT = 1  # seconds a long poll waits in drain mode, so an empty queu
 # costs (one request per 20 s); in drain mode no further than 1 s, so the end is seen soon.
 SHORT_POLL_BACKOFF = ExponentialBackoff(base=0.05, cap=20.0)
 SHORT_POLL_DRAIN_BACKOFF = ExponentialBackoff(base=0.05, cap=1.0)
+# Deletes when nothing says otherwise: adaptive from 8, between 2 and 64 in flight.
+DEFAULT_DELETE_BOUNDS = ConcurrencyBounds(low=2, high=64, start=8)
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    receive_concurrency: int
+    receive_concurrency: int  # receives in flight at the start (all the time, unless adaptive)
     max_messages: int
     wait_time_seconds: int
     visibility_timeout: int
@@ -36,6 +39,17 @@ class PipelineOptions:
     # by count, whatever the messages weigh.
     max_held_bytes: int = 256 * 1024 * 1024
     max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
+    # How receives and deletes in flight adapt; None: receive_concurrency fixed, deletes
+    # adaptive within DEFAULT_DELETE_BOUNDS.
+    concurrency: AdaptiveConcurrency | None = None
+
+    @property
+    def concurrency_policy(self) -> AdaptiveConcurrency:
+        if self.concurrency is not None:
+            return self.concurrency
+        return AdaptiveConcurrency(
+            ConcurrencyBounds.fixed(self.receive_concurrency), DEFAULT_DELETE_BOUNDS
+        )
 
     @property
     def poll_reserve_bytes(self) -> int:

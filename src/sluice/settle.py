@@ -1,9 +1,19 @@
-"""Settling a loaded batch: dead letters to the DLQ, then DeleteMessageBatch."""
+"""Settling a loaded batch: dead letters to the DLQ, then DeleteMessageBatch.
+
+Deletes go out in groups of 10, at most ``SettleSlots.limit`` at once: a finished 5,000-row
+batch is 500 calls, and sent all at once they would take every pooled connection while the
+next receives wait behind them. (The heartbeat's extensions do not wait for a slot: late, they
+would let messages reappear; they are rare, needed only while a load runs long.) The limit
+is set by the adaptive concurrency policy (``concurrency.py``) from what ``SettleSlots``
+measures: groups asked for, calls answered, their round trips, groups waiting.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -57,6 +67,76 @@ def judge_batch(batch: Batch, rejected: Sequence[DeadLetter]) -> BatchVerdict:
     return BatchVerdict(tuple(to_delete), tuple(dead), absorbed)
 
 
+BATCH_LIMIT = 10  # entries per DeleteMessageBatch / ChangeMessageVisibilityBatch
+
+
+class SettleSlots:
+    """At most ``limit`` settle calls in flight; the limit may change while calls wait."""
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.busy = 0
+        self.clock = clock
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.asked = 0  # groups asked for, since the last ``take_figures``
+        self.answered = 0
+        self.seconds = 0.0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def set_limit(self, limit: int) -> None:
+        self.limit = limit
+        self._hand_on()
+
+    def take_figures(self) -> tuple[int, int, float]:
+        """(groups asked for, calls answered, their round trips summed) since the last call."""
+        figures = (self.asked, self.answered, self.seconds)
+        self.asked, self.answered, self.seconds = 0, 0, 0.0
+        return figures
+
+    async def run(self, call: Callable[[], Awaitable[SettleResult]]) -> SettleResult:
+        """``call()`` once a slot is free; its round trip is measured."""
+        self.asked += 1
+        await self._acquire()
+        started = self.clock()
+        try:
+            return await call()
+        finally:
+            self.answered += 1
+            self.seconds += self.clock() - started
+            self.busy -= 1
+            self._hand_on()
+
+    async def _acquire(self) -> None:
+        if self.busy < self.limit and not self._waiters:
+            self.busy += 1
+            return
+        granted = asyncio.get_running_loop().create_future()
+        self._waiters.append(granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.busy -= 1  # granted as it was cancelled: hand the slot on
+                self._hand_on()
+            else:
+                self._waiters.remove(granted)
+            raise
+
+    def _hand_on(self) -> None:
+        while self._waiters and self.busy < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.busy += 1
+                waiter.set_result(None)
+
+
+def _groups(messages: Sequence[ReceivedMessage]) -> list[Sequence[ReceivedMessage]]:
+    return [messages[i : i + BATCH_LIMIT] for i in range(0, len(messages), BATCH_LIMIT)]
+
+
 class Settler:
     """Deletes what is safe to delete; sends permanent failures to the DLQ first."""
 
@@ -68,12 +148,14 @@ class Settler:
         log: structlog.typing.FilteringBoundLogger,
         *,
         clock: Callable[[], float] = time.monotonic,
+        slots: SettleSlots | None = None,
     ) -> None:
         self.source = source
         self.dead_letters = dead_letters
         self.counters = counters
         self.log = log
         self.clock = clock
+        self.slots = slots or SettleSlots(8, clock)
 
     async def dead_letter(self, letters: Sequence[DeadLetter]) -> list[ReceivedMessage]:
         """Send permanent failures to the DLQ; return the messages now safe to delete."""
@@ -115,16 +197,32 @@ class Settler:
             )
         return list(result.succeeded)
 
+    async def _in_groups(
+        self,
+        messages: Sequence[ReceivedMessage],
+        call: Callable[[Sequence[ReceivedMessage]], Awaitable[SettleResult]],
+    ) -> tuple[list[ReceivedMessage], list[tuple[ReceivedMessage, str]]]:
+        """``call`` on each group of 10 through the slots; what succeeded, what failed."""
+
+        async def one(group: Sequence[ReceivedMessage]) -> SettleResult:
+            try:
+                return await self.slots.run(lambda: call(group))
+            except SluiceError as exc:
+                return SettleResult((), tuple((m, str(exc)) for m in group))
+
+        results = await asyncio.gather(*(one(group) for group in _groups(messages)))
+        succeeded = [m for result in results for m in result.succeeded]
+        failed = [item for result in results for item in result.failed]
+        return succeeded, failed
+
     async def delete(self, messages: Sequence[ReceivedMessage]) -> None:
         if not messages:
             return
-        try:
-            result = await self.source.delete(messages)
-        except SluiceError as exc:
-            self.counters.delete_failures += len(messages)
-            self.log.warning("delete_failed", messages=len(messages), error=str(exc))
+        succeeded, failed = await self._in_groups(messages, self.source.delete)
+        self.counters.deleted += len(succeeded)
+        self.counters.delete_failures += len(failed)
+        if failed and all(why == failed[0][1] for _, why in failed):
+            self.log.warning("delete_failed", messages=len(failed), error=failed[0][1])
             return
-        self.counters.deleted += len(result.succeeded)
-        self.counters.delete_failures += len(result.failed)
-        for message, why in result.failed:
+        for message, why in failed:
             self.log.warning("delete_failed", message_id=message.message_id, error=why)

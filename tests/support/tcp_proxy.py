@@ -5,6 +5,8 @@ upstream ``host:port``. It runs its own asyncio loop in a background thread; eve
 method may be called from the test thread and takes effect before it returns:
 
 - ``set_latency``: delay each forwarded chunk, both directions or server->client only;
+- ``count_sqs`` (constructor): count the SQS JSON-protocol requests that pass, by action (the
+  ``X-Amz-Target: AmazonSQS.<Action>`` header), in ``stats().sqs_requests``;
 - ``set_bandwidth``: pace each direction of each connection to so many bytes a second;
 - ``set_blackhole``: hold every byte (and new connections, before dialling upstream) until
   turned off, sockets left open: a network partition that heals, as TCP sees one;
@@ -24,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -39,6 +43,7 @@ LONGEST_COMMIT = 4096
 _RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 _PROTOCOL_3 = 196608  # StartupMessage; SSLRequest, GSSENCRequest, CancelRequest differ
 COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"  # CommandComplete for a COMMIT
+_SQS_TARGET = re.compile(rb"AmazonSQS\.([A-Za-z]+)")
 
 
 class CommitSniffer:
@@ -106,6 +111,7 @@ class ProxyStats:
     commits_seen: int = 0
     commits_cut: int = 0
     cut_replies: list[bytes] = field(default_factory=list)  # the server's undelivered answers
+    sqs_requests: Counter[str] = field(default_factory=Counter)  # by action, with count_sqs
 
     def cut_commits_confirmed(self) -> int:
         """Cut COMMITs the server answered with CommandComplete: they did commit."""
@@ -139,8 +145,9 @@ def _close(writer: asyncio.StreamWriter | None) -> None:
 class TcpFaultProxy:
     """Forwards 127.0.0.1:``port`` to ``upstream_host``:``upstream_port``, with faults."""
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, *, count_sqs: bool = False) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self._count_sqs = count_sqs
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
@@ -199,7 +206,10 @@ class TcpFaultProxy:
         counters = self._counters
         return self._call(
             lambda: replace(
-                counters, active=len(self._links), cut_replies=list(counters.cut_replies)
+                counters,
+                active=len(self._links),
+                cut_replies=list(counters.cut_replies),
+                sqs_requests=Counter(counters.sqs_requests),
             )
         )
 
@@ -318,6 +328,10 @@ class TcpFaultProxy:
                 self._counters.cut_replies.append(data)
                 return
             commits = sniffer.feed(data) if sniffer is not None else 0
+            if up and self._count_sqs:  # aiohttp writes a request's headers in one chunk
+                self._counters.sqs_requests.update(
+                    m[1].decode() for m in _SQS_TARGET.finditer(data)
+                )
             self._counters.commits_seen += commits
             cut = commits > 0 and self._cuts_left > 0
             if cut:

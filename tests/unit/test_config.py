@@ -340,7 +340,8 @@ def test_describe_lists_every_setting_with_its_env_name() -> None:
     from sluice.sinks.redshift.settings import RedshiftSettings
 
     rows = describe(load())
-    derived = {"sink_inferred_from"}  # not a setting: where an inferred sink came from
+    # Not settings: where an inferred sink came from; whether a receive count was given.
+    derived = {"sink_inferred_from", "receive_concurrency_given"}
     # Nested settings are fields of their group (redshift.database for redshift_database).
     attribute = {spec.name: spec.attribute for spec in SPECS}
     nested = {f"redshift.{name}" for name in RedshiftSettings.__dataclass_fields__}

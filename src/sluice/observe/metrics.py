@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sluice.concurrency import ConcurrencyView, ReceiveReason
 from sluice.errors import SluiceError
 from sluice.model import CircuitState
 from sluice.observe.stats import DEAD_LETTER_TROUBLE_WINDOW, PipelineView
@@ -80,6 +81,8 @@ class WorkerMetrics:
         depths: QueueDepthMonitor | None,
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        concurrency: Callable[[], ConcurrencyView] | None = None,
     ) -> None:
         # No auto-describe: it would collect at registration, before the pipeline exists.
         self.registry = CollectorRegistry(auto_describe=False)
@@ -98,6 +101,8 @@ class WorkerMetrics:
             registry=self.registry,
         ).labels(worker_id)
         self.registry.register(_PipelineCollector(worker_id, view, depths, wall_clock, clock))
+        if concurrency is not None:
+            self.registry.register(_ConcurrencyCollector(worker_id, concurrency))
 
     def observe_load(self, rows: int, seconds: float) -> None:
         self.batch_rows.observe(rows)
@@ -234,6 +239,51 @@ class _PipelineCollector(Collector):
                 w,
                 self.depths.dead_letters.total,
             )
+
+
+class _ConcurrencyCollector(Collector):
+    """The adaptive concurrency policy's current counts, and what is in flight."""
+
+    def __init__(self, worker: str, view: Callable[[], ConcurrencyView]) -> None:
+        self.worker = worker
+        self.view = view
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        v = self.view()
+        w = self.worker
+        yield _gauge(
+            "sluice_receive_concurrency",
+            "Receives (long polls) the worker keeps in flight now: the adaptive policy's count.",
+            w,
+            v.receive,
+        )
+        yield _gauge(
+            "sluice_delete_concurrency",
+            "DeleteMessageBatch calls allowed in flight now.",
+            w,
+            v.delete,
+        )
+        yield _gauge(
+            "sluice_receives_in_flight",
+            "ReceiveMessage calls in flight (1 while the queue is empty: the scout).",
+            w,
+            v.polls_in_flight,
+        )
+        yield _gauge("sluice_deletes_in_flight", "Settle calls in flight.", w, v.deletes_in_flight)
+        yield _gauge(
+            "sluice_messages_settling",
+            "Messages committed and waiting for their delete (not counted against the budget).",
+            w,
+            v.settling,
+        )
+        reason = GaugeMetricFamily(
+            "sluice_receive_concurrency_reason",
+            "1 for why the receive count is what it is (the policy's last decision).",
+            labels=["worker", "reason"],
+        )
+        for each in ReceiveReason:
+            reason.add_metric([w, each.value], 1.0 if each is v.reason else 0.0)
+        yield reason
 
 
 def _gauge(name: str, text: str, worker: str, value: float) -> GaugeMetricFamily:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from sluice.batching import FlushPolicy
+from sluice.concurrency import AdaptiveConcurrency, ConcurrencyBounds, ConcurrencyView
 from sluice.config import Settings
 from sluice.config_sink import require_sink
 from sluice.errors import ConfigError, PermanentError, SluiceError, TransientError
@@ -73,7 +74,34 @@ def pipeline_options(
         drain=drain,
         max_held_bytes=s.max_held_bytes,
         max_message_bytes=max_message_bytes,
+        concurrency=concurrency_policy(s),
     )
+
+
+def concurrency_policy(s: Settings) -> AdaptiveConcurrency:
+    """Receives fixed at SLUICE_RECEIVE_CONCURRENCY when given, else adaptive from it up to
+    SLUICE_MAX_RECEIVE_CONCURRENCY (and no more polls than the held budget has room for);
+    deletes likewise with SLUICE_DELETE_CONCURRENCY and SLUICE_MAX_DELETE_CONCURRENCY."""
+    if s.receive_concurrency_given:
+        receive = ConcurrencyBounds.fixed(s.receive_concurrency)
+    else:
+        high = max(1, min(s.max_receive_concurrency, s.max_held_messages // s.max_messages))
+        start = min(s.receive_concurrency, high)
+        receive = ConcurrencyBounds(min(2, start), high, start)
+    if s.delete_concurrency is not None:
+        delete = ConcurrencyBounds.fixed(s.delete_concurrency)
+    else:
+        high = s.max_delete_concurrency
+        delete = ConcurrencyBounds(min(2, high), high, min(8, high))
+    return AdaptiveConcurrency(receive, delete)
+
+
+def sqs_pool_size(s: Settings) -> int:
+    """Connections enough for every receive and delete in flight at once, plus the loads'
+    dead letters and the depth poller: a receive never waits for a connection behind a burst
+    of deletes. (Only the heartbeat, all at once while a load runs long, may queue for one.)"""
+    policy = concurrency_policy(s)
+    return policy.receive.high + policy.delete.high + 2 * s.effective_load_concurrency + 4
 
 
 def sink_mapping(settings: Settings) -> TableMapping:
@@ -268,7 +296,7 @@ async def run_worker(
     mapping = sink_mapping(settings)
     faults = FaultInjector(settings.fault_point, settings.fault_after)
     sink = build_sink(settings, mapping, faults, credentials)
-    pool = settings.receive_concurrency + 2 * settings.effective_load_concurrency + 4
+    pool = sqs_pool_size(settings)
     async with sqs_client(
         settings.aws_region, settings.sqs_endpoint_url, pool, credentials, settings.sqs_client
     ) as client:
@@ -303,7 +331,10 @@ async def run_worker(
             def view() -> PipelineView:  # late-bound: the pipeline needs the metrics first
                 return pipeline.view()
 
-            metrics = WorkerMetrics(settings.worker_id, view, depths)
+            def concurrency() -> ConcurrencyView:
+                return pipeline.concurrency_view()
+
+            metrics = WorkerMetrics(settings.worker_id, view, depths, concurrency=concurrency)
             faulty = settings.fault_point is not None  # the fault suite's crash points
             pipeline = Pipeline(
                 FaultySource(source, faults) if faulty else source,

@@ -188,12 +188,13 @@ class SqsQueue:
         method: Callable[..., Awaitable[Any]],
         extra: dict[str, Any],
     ) -> SettleResult:
-        results = await asyncio.gather(
-            *(
-                self._settle_group(group, action, method, extra)
-                for group in _chunks(messages, BATCH_LIMIT)
+        groups = _chunks(messages, BATCH_LIMIT)
+        if len(groups) == 1:  # the pipeline's deletes come a group at a time: no task for it
+            results = [await self._settle_group(groups[0], action, method, extra)]
+        else:
+            results = await asyncio.gather(
+                *(self._settle_group(group, action, method, extra) for group in groups)
             )
-        )
         succeeded: list[ReceivedMessage] = []
         failed: list[tuple[ReceivedMessage, str]] = []
         for ok, bad in results:
