@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from sluice.batching import Batch
-from sluice.concurrency import ConcurrencyState, ConcurrencyView, ReceiveTally
+from sluice.concurrency import ConcurrencyState, ConcurrencyView
 from sluice.decode import decode_message
 from sluice.errors import FailureReason, SluiceError, TransientError
 from sluice.held import HeldMessages
@@ -27,7 +27,9 @@ from sluice.model import DeadLetter, ObjectsAnnounced, ReceivedMessage, StopReas
 from sluice.observe.stats import PipelineView, StatsLine, WorkerCounters
 from sluice.pipeline_options import DRAIN_POLL_WAIT, PipelineOptions
 from sluice.policies import CircuitBreaker
-from sluice.settle import Settler, SettleSlots, judge_batch
+from sluice.processing import BatchWork
+from sluice.receiving import Receivers
+from sluice.settle import Settler, SettleSlots
 from sluice.sinks.base import Sink
 from sluice.sources.base import DeadLetterTarget, Source
 
@@ -70,26 +72,25 @@ class Pipeline:
         self.log = structlog.get_logger("sluice.pipeline").bind(worker=options.worker_id)
         self._held = HeldMessages()
         self._stopping = False  # set at shutdown: polls in flight finish, nothing new starts
-        # Set (and replaced) when a receive brings messages or the pipeline stops: receivers
-        # backing off after empty short polls wake on it and go back to polling at once.
-        self._wake = asyncio.Event()
         self._batch = Batch(opened_at=clock())
         self._flush_wanted = asyncio.Event()
         self._gate = asyncio.Condition()
         self._load_slots = asyncio.Semaphore(options.load_concurrency)
         self._loads: set[asyncio.Task[None]] = set()
-        self._empty_streak = 0
-        self._polls_in_flight = 0
-        # The last receive came back empty: one poll (the scout) stays in flight, the other
-        # receivers wait at the gate until a receive brings messages.
-        self._queue_empty = False
-        self._scouts_pausing = 0  # receivers backing off after an empty short poll
         self.concurrency_policy = options.concurrency_policy
         self.concurrency: ConcurrencyState = self.concurrency_policy.start()
-        self._tally = ReceiveTally()
-        self._receivers: set[asyncio.Task[None]] = set()
-        self._receivers_running = 0
-        self._failures: asyncio.Queue[BaseException] = asyncio.Queue()
+        self.receivers = Receivers(
+            source,
+            options,
+            self.counters,
+            self.log,
+            clock,
+            gate=self._gate,
+            may_receive=self._may_receive,
+            accept=self._accept,
+            hold_late=self._hold_late,
+            found_empty=self._found_empty,
+        )
         self.stats = StatsLine(options.worker_id, clock, clock())
         self.loader = Loader(
             sink,
@@ -109,6 +110,16 @@ class Pipeline:
             clock=clock,
             slots=SettleSlots(self.concurrency.delete, clock),
         )
+        self.work = BatchWork(
+            self.loader,
+            self.settler,
+            self._held,
+            self.counters,
+            self.log,
+            room_changed=self._notify_gate,
+            objects=objects,
+            on_progress=on_progress,
+        )
 
     @property
     def held(self) -> int:
@@ -118,7 +129,7 @@ class Pipeline:
         return ConcurrencyView(
             self.concurrency.receive,
             self.concurrency.delete,
-            self._polls_in_flight,
+            self.receivers.polls_in_flight,
             self.settler.slots.busy,
             self._held.settling,
             self.concurrency.reason,
@@ -141,15 +152,20 @@ class Pipeline:
     # -- the run ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> StopReason:
-        self._start_receivers()
+        self.receivers.start(self.concurrency.receive)
         helpers = [
             asyncio.create_task(self._flush_loop(), name="flush"),
-            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(
+                self.settler.keep_invisible(
+                    self._held, self.options.visibility_timeout, self.options.heartbeat_interval
+                ),
+                name="heartbeat",
+            ),
             asyncio.create_task(self._stats_loop(), name="stats"),
             asyncio.create_task(self._concurrency_loop(), name="concurrency"),
         ]
         stopped = asyncio.create_task(stop.wait(), name="stop")
-        failed = asyncio.create_task(self._failures.get(), name="receiver-failed")
+        failed = asyncio.create_task(self.receivers.failures.get(), name="receiver-failed")
         drained = (
             asyncio.create_task(self._drain_watch(), name="drain") if self.options.drain else None
         )
@@ -160,7 +176,7 @@ class Pipeline:
         for task in (stopped, drained, failed):
             if task is not None:
                 task.cancel()
-        await self._shutdown(list(self._receivers), helpers)
+        await self._shutdown(self.receivers.tasks, helpers)
         self.log.info("stats", **self.stats.render(self.counters, self.held))
         if failure is not None:
             raise failure
@@ -178,8 +194,7 @@ class Pipeline:
         deadline = self.clock() + self.options.shutdown_grace
         margin = min(2.0, self.options.shutdown_grace * 0.2)  # kept for releasing
         self._stopping = True
-        self._wake.set()  # receivers backing off end now
-        await self._notify_gate()  # and so do receivers waiting for room
+        await self.receivers.stop()  # receivers backing off or waiting for room end now
         self._flush_wanted.set()
         helpers[0].cancel()
         await asyncio.gather(helpers[0], return_exceptions=True)
@@ -228,7 +243,7 @@ class Pipeline:
         and a closed circuit.
         """
         opts = self.options
-        polls = self._polls_in_flight + 1
+        polls = self.receivers.polls_in_flight + 1
         return (
             self._held.unsettled + polls * opts.max_messages <= opts.max_held
             and self._held.settling <= opts.max_held  # deletes far behind: wait for them
@@ -237,118 +252,17 @@ class Pipeline:
             and self.breaker.allows_receiving
         )
 
-    def _may_poll(self) -> bool:
-        """Room to receive, and, while the queue is empty, no other poll in flight: one long
-        poll (the scout) costs what all of them would, and finds messages as soon."""
-        scouting = self._polls_in_flight or self._scouts_pausing
-        return self._may_receive() and not (self._queue_empty and scouting)
-
     async def _notify_gate(self) -> None:
         async with self._gate:
             self._gate.notify_all()
 
-    def _start_receivers(self) -> None:
-        """As many receivers as the concurrency policy wants now; extra ones end by
-        themselves at the top of their loop."""
-        while self._receivers_running < self.concurrency.receive and not self._stopping:
-            self._receivers_running += 1
-            task = asyncio.create_task(self._receive_loop(), name="receive")
-            self._receivers.add(task)
-            task.add_done_callback(self._receiver_done)
+    def _hold_late(self, messages: Sequence[ReceivedMessage]) -> None:
+        """Brought in after the stop: held only to be released with the rest."""
+        self._held.add(messages, self.clock() + self.options.visibility_timeout)
 
-    def _receiver_done(self, task: asyncio.Task[None]) -> None:
-        self._receivers.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._failures.put_nowait(task.exception())  # type: ignore[arg-type]
-
-    def _surplus_receiver(self) -> bool:
-        if self._receivers_running > self.concurrency.receive:
-            self._receivers_running -= 1
-            return True
-        return False
-
-    async def _wait_for_turn(self) -> bool:
-        """Wait at the gate for room to poll; False when stopping. Reserves the poll."""
-        async with self._gate:
-            if not (self._stopping or self._may_receive()):
-                waited_from = self.clock()
-                await self._gate.wait_for(lambda: self._stopping or self._may_receive())
-                self._tally.room_wait += self.clock() - waited_from
-            await self._gate.wait_for(lambda: self._stopping or self._may_poll())
-            if self._stopping:
-                return False
-            self._polls_in_flight += 1  # reserved under the lock, with the check
-            return True
-
-    async def _receive_loop(self) -> None:
-        attempt = 0
-        empty = 0  # this receiver's empty receives in a row
-        opts = self.options
-        while True:
-            if self._surplus_receiver() or not await self._wait_for_turn():
-                return
-            asked_at = self.clock()
-            try:
-                messages = await self.source.receive(
-                    opts.max_messages, opts.wait_time_seconds, opts.visibility_timeout
-                )
-            except TransientError as exc:
-                self.counters.receive_errors += 1
-                delay = opts.backoff.delay(attempt)
-                attempt += 1
-                self.log.warning("receive_failed", error=str(exc), retry_in=round(delay, 2))
-                await self._pause(delay)
-                continue
-            finally:
-                self._polls_in_flight -= 1
-            attempt = 0
-            if self._stopping:
-                # Brought in after the stop: held only to be released with the rest.
-                self._held.add(messages, self.clock() + opts.visibility_timeout)
-                return
-            self._tally.answered(len(messages), opts.max_messages, self.clock() - asked_at)
-            if not messages:
-                self.counters.empty_receives += 1
-                self._empty_streak += 1
-                self._queue_empty = True
-                if self._drained_batch_waiting():
-                    self._flush_wanted.set()
-                await self._after_empty_receive(empty)
-                empty += 1
-                continue
-            empty = 0
-            self.counters.receives_with_messages += 1
-            if self._empty_streak or self._queue_empty:
-                self._wake.set()  # the queue has messages again: every receiver back to work
-                self._wake = asyncio.Event()
-            self._empty_streak = 0
-            self._accept(messages)
-            if self._queue_empty:
-                self._queue_empty = False
-                await self._notify_gate()  # the scout found messages: the others poll too
-
-    async def _after_empty_receive(self, empty_before: int) -> None:
-        """Short polls answer at once even on an empty queue: back off with jitter, so an
-        idle worker costs about what long polls cost instead of a request every millisecond."""
-        backoff = self.options.empty_receive_backoff
-        if backoff is None:
-            return
-        if empty_before == 0 and self._empty_streak == 1:
-            self.log.info(
-                "short_poll_backoff",
-                why="SQS_WAIT_TIME_SECONDS=0: empty receives back off up to "
-                f"{backoff.cap:g} s; 1-20 makes them long polls",
-            )
-        self._scouts_pausing += 1  # still the scout while it sleeps: no other poll starts
-        try:
-            await self._pause(backoff.delay(empty_before))
-        finally:
-            self._scouts_pausing -= 1
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if messages come or the pipeline stops meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+    def _found_empty(self) -> None:
+        if self._drained_batch_waiting():
+            self._flush_wanted.set()
 
     def _accept(self, messages: Sequence[ReceivedMessage]) -> None:
         now = self.clock()
@@ -371,7 +285,7 @@ class Pipeline:
         return (
             self.options.drain
             and bool(self._batch.messages)
-            and self._empty_streak >= EMPTY_IN_A_ROW
+            and self.receivers.empty_streak >= EMPTY_IN_A_ROW
         )
 
     def _take_batch(self) -> Batch:
@@ -402,44 +316,7 @@ class Pipeline:
         task.add_done_callback(self._loads.discard)
 
     async def _process(self, batch: Batch) -> None:
-        """Load, dead-letter, then free the load slot before deleting: the next batch may
-        load while this one's deletes are on their way, and its messages, committed, stop
-        counting against the receive budget (``HeldMessages.settle``)."""
-        to_delete: list[ReceivedMessage] = []
-        try:
-            self.counters.ignored += len(batch.ignored)
-            rejected: tuple[DeadLetter, ...] = ()
-            if batch.rows:
-                outcome = await self.loader.load(list(batch.rows.values()))
-                rejected = outcome.rejected
-                self.counters.inserted += outcome.result.inserted
-                self.counters.duplicates_in_target += outcome.result.already_present
-                self.counters.batches += 1
-            verdict = judge_batch(batch, rejected)
-            self.counters.duplicates_in_batch += verdict.twins_absorbed
-            dead_lettered = await self.settler.dead_letter(verdict.dead)
-            to_delete = [*verdict.to_delete, *dead_lettered]
-            self._held.settle(to_delete)
-            if len(to_delete) < len(batch.messages):  # the rest are left to come back
-                kept = {m.receipt_handle for m in to_delete}
-                self._held.remove(m for m in batch.messages if m.receipt_handle not in kept)
-        except Exception:
-            # A bug, not an outage: stop holding these messages so they reappear after
-            # their visibility timeout instead of being extended forever.
-            self.log.exception("process_failed", messages=len(batch.messages))
-            self._held.remove(batch.messages)
-            to_delete = []
-        finally:
-            self._load_slots.release()
-            await self._notify_gate()
-        try:
-            await self.settler.delete(to_delete)
-        except Exception:
-            self.log.exception("delete_crashed", messages=len(to_delete))
-        self._held.remove(to_delete)
-        if self.on_progress is not None:
-            self.on_progress(self.counters)
-        await self._notify_gate()
+        await self.work.process(batch, self._load_slots.release)
 
     # -- objects announced by S3 event notifications -------------------------------------
 
@@ -452,59 +329,11 @@ class Pipeline:
                 DeadLetter(announced.message, FailureReason.UNSUPPORTED_ENVELOPE, why), now
             )
             return
-        task = asyncio.create_task(self._process_objects(announced), name="objects")
+        task = asyncio.create_task(self.work.load_objects(announced), name="objects")
         self._loads.add(task)
         task.add_done_callback(self._loads.discard)
 
-    async def _process_objects(self, announced: ObjectsAnnounced) -> None:
-        assert self.objects is not None
-        message = announced.message
-        try:
-            settled = await self.objects(announced, self.loader)
-            self.counters.inserted += settled.inserted
-            self.counters.duplicates_in_target += settled.already_present
-            self.counters.dead_lettered[FailureReason.ROW_DOES_NOT_FIT] += settled.rows_failed
-            if not announced.objects:
-                self.counters.ignored += 1
-            if not settled.retry:
-                done = (
-                    await self.settler.dead_letter([settled.dead])
-                    if settled.dead is not None
-                    else [message]
-                )
-                await self.settler.delete(done)
-            # Kept for a retry: no longer extended, it reappears after its visibility timeout.
-            self._held.remove([message])
-            if self.on_progress is not None:
-                self.on_progress(self.counters)
-        except Exception:
-            self.log.exception("objects_failed", message_id=message.message_id)
-            self._held.remove([message])
-        finally:
-            await self._notify_gate()
-
     # -- background duties --------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        """Extend, in batches of 10, every held message before its visibility runs out."""
-        visibility = self.options.visibility_timeout
-        while True:
-            await asyncio.sleep(self.options.heartbeat_interval)
-            now = self.clock()
-            due = self._held.visible_within(now, visibility / 2)
-            if not due:
-                continue
-            # Not through the delete slots: an extension that waits its turn may come after
-            # the message reappeared. All at once, as SQS allows.
-            try:
-                result = await self.source.change_visibility(due, visibility)
-            except SluiceError as exc:
-                self.counters.visibility_failures += len(due)
-                self.log.warning("heartbeat_failed", messages=len(due), error=str(exc))
-                continue
-            self._held.extended(result.succeeded, now + visibility)
-            self.counters.visibility_extended += len(result.succeeded)
-            self.counters.visibility_failures += len(result.failed)
 
     async def _concurrency_loop(self) -> None:
         """Every window, let the policy set how many receives and deletes are in flight."""
@@ -515,12 +344,14 @@ class Pipeline:
             await asyncio.sleep(policy.window)
             now = self.clock()
             asked, answered, seconds = slots.take_figures()
-            figures = self._tally.take(now - started, asked, answered, seconds, slots.waiting)
+            figures = self.receivers.tally.take(
+                now - started, asked, answered, seconds, slots.waiting
+            )
             started = now
             before = self.concurrency
             self.concurrency = policy.decide(figures, before, now)
             slots.set_limit(self.concurrency.delete)
-            self._start_receivers()
+            self.receivers.start(self.concurrency.receive)
             if (before.receive, before.delete) != (
                 self.concurrency.receive,
                 self.concurrency.delete,
@@ -543,7 +374,7 @@ class Pipeline:
             not self._held
             and not self._loads
             and not self._batch.messages
-            and self._empty_streak >= EMPTY_IN_A_ROW
+            and self.receivers.empty_streak >= EMPTY_IN_A_ROW
         )
 
     async def _drain_watch(self) -> None:

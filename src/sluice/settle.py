@@ -20,6 +20,7 @@ import structlog
 
 from sluice.batching import Batch
 from sluice.errors import FailureReason, SluiceError
+from sluice.held import HeldMessages
 from sluice.model import DeadLetter, ReceivedMessage, SettleResult
 from sluice.observe.stats import WorkerCounters
 from sluice.sources.base import DeadLetterTarget, Source
@@ -226,3 +227,24 @@ class Settler:
             return
         for message, why in failed:
             self.log.warning("delete_failed", message_id=message.message_id, error=why)
+
+    async def keep_invisible(self, held: HeldMessages, visibility: int, interval: float) -> None:
+        """The heartbeat: every ``interval``, extend each held message whose visibility runs
+        out within half of ``visibility``, in batches of 10. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            now = self.clock()
+            due = held.visible_within(now, visibility / 2)
+            if not due:
+                continue
+            # Not through the delete slots: an extension that waits its turn may come after
+            # the message reappeared. All at once, as SQS allows.
+            try:
+                result = await self.source.change_visibility(due, visibility)
+            except SluiceError as exc:
+                self.counters.visibility_failures += len(due)
+                self.log.warning("heartbeat_failed", messages=len(due), error=str(exc))
+                continue
+            held.extended(result.succeeded, now + visibility)
+            self.counters.visibility_extended += len(result.succeeded)
+            self.counters.visibility_failures += len(result.failed)

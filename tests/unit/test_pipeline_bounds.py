@@ -70,7 +70,7 @@ def test_held_bytes_never_exceed_the_bound_while_loads_are_blocked() -> None:
 
     run_until(
         pipeline,
-        lambda p: loads_waiting >= 1 and not p._may_receive() and p._polls_in_flight == 0,
+        lambda p: loads_waiting >= 1 and not p._may_receive() and p.receivers.polls_in_flight == 0,
         after=stuck_then_unblock,
     )
     assert 0 < peaks[0] <= opts.max_held_bytes
