@@ -31,11 +31,11 @@ from sluice.config_parse import (
     parse_bool,
     pg_url,
     read_toml,
+    setting_text,
     table_identifier,
 )
 from sluice.config_region import FALLBACK_REGION, endpoint_variants, resolve_region
 from sluice.config_sink import SinkKind, infer_from
-from sluice.dsn import mask_dsn
 from sluice.errors import ConfigError
 from sluice.faultpoints import FaultPoint
 from sluice.memory import MIB, default_max_held_bytes, memory_limit
@@ -277,7 +277,7 @@ def load_settings(
     path = config_file or env.get("SLUICE_CONFIG")
     if path:
         for name, value in read_toml(path, set(_BY_NAME)).items():
-            raw[name] = (f"{name} in {path}", _as_text(value))
+            raw[name] = (f"{name} in {path}", setting_text(value))
     for spec in SPECS:
         if spec.env in env and env[spec.env].strip() != "":
             raw[spec.name] = (spec.env, env[spec.env])
@@ -285,7 +285,7 @@ def load_settings(
         raw["aws_region"] = ("AWS_DEFAULT_REGION", env["AWS_DEFAULT_REGION"])  # the SDKs' too
     for name, value in (flags or {}).items():
         if value is not None:
-            raw[name] = (_BY_NAME[name].flag, _as_text(value))
+            raw[name] = (_BY_NAME[name].flag, setting_text(value))
 
     values: dict[str, Any] = {}
     for name, (source, text) in raw.items():
@@ -352,14 +352,6 @@ def _derived_defaults(values: dict[str, Any]) -> None:
             values.setdefault(name, value)
 
 
-def _as_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    return str(value)
-
-
 def _check_together(s: Settings) -> None:
     """Rules that involve more than one setting."""
     profile = s.profile
@@ -394,46 +386,3 @@ def _check_together(s: Settings) -> None:
             f"SQS_MAX_MESSAGES x SLUICE_RECEIVE_CONCURRENCY = "
             f"{s.max_messages * s.receive_concurrency}"
         )
-
-
-def mask_secret_url(value: str) -> str:
-    """Hide every password of a DSN (URL user info or query, or libpq key=value)."""
-    return mask_dsn(value)
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """Every setting that has a value, as the environment variable that sets it."""
-    env = {}
-    for spec in SPECS:
-        value = spec.value_of(settings)
-        if spec.name == "receive_concurrency" and not settings.receive_concurrency_given:
-            continue  # adaptive stays adaptive
-        if value is not None:
-            env[spec.env] = _as_text(value)
-    return env
-
-
-def describe(settings: Settings) -> list[tuple[str, str, str]]:
-    """(setting, source variable, value) rows for ``sluice config show``, secrets masked."""
-    rows = []
-    for spec in SPECS:
-        value = spec.value_of(settings)
-        if value is None and spec.name != "delete_concurrency":
-            text = ""
-        elif spec.secret:
-            text = mask_secret_url(str(value))
-        elif spec.name == "receive_concurrency" and not settings.receive_concurrency_given:
-            text = f"adaptive from {value}"
-        elif spec.name == "delete_concurrency" and value is None:
-            text = "adaptive"
-        elif spec.name == "sink" and settings.sink_inferred_from:
-            text = f"{_as_text(value)} (inferred from {settings.sink_inferred_from})"
-        else:
-            text = _as_text(value)
-        rows.append((spec.name, spec.env, text))
-    return rows
-
-
-def flag_specs() -> tuple[tuple[str, str, str], ...]:
-    """(name, flag, help) for the CLI to generate one option per setting."""
-    return tuple((s.name, s.flag, f"{s.help} [env {s.env}]") for s in SPECS)

@@ -230,3 +230,12 @@ def read_toml(path: str, known: Collection[str]) -> dict[str, object]:
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     return dict(table)
+
+
+def setting_text(value: object) -> str:
+    """A setting's value as its environment variable would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return str(value)

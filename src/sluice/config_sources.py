@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sluice.config import SPECS, Settings, mask_secret_url, settings_environment
+from sluice.config import SPECS, Settings
 from sluice.config_parse import read_toml
+from sluice.config_text import mask_secret_url, settings_environment
 
 # Always computed when not given, even when the result happens to equal the field's default.
 ALWAYS_DERIVED = frozenset({"worker_id", "max_held_bytes"})

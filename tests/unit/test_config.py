@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sluice.config import (
-    FaultPoint,
-    LogFormat,
-    Settings,
-    SinkKind,
-    describe,
-    load_settings,
-    mask_secret_url,
-)
+from sluice.config import FaultPoint, LogFormat, Settings, SinkKind, load_settings
 from sluice.config_parse import validate_identifier
+from sluice.config_text import describe, mask_secret_url
 from sluice.errors import ConfigError
 
 BASE_ENV = {"WORKER_ID": "w-test"}  # keeps the hostname-derived default out of the way

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from sluice.config import describe, load_settings
+from sluice.config import load_settings
+from sluice.config_text import describe
 from sluice.dsn import INVALID, check_dsn, mask_dsn
 from sluice.errors import ConfigError
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluice.config import SPECS, Settings, describe, load_settings, settings_environment
+from sluice.config import SPECS, Settings, load_settings
 from sluice.config_sink import SinkKind
+from sluice.config_text import describe, settings_environment
 from sluice.errors import ConfigError
 from sluice.runtime.worker import sink_mapping
 from sluice.sinks.profiles import PROFILES

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluice.config import Settings, SinkKind, describe, load_settings, settings_environment
+from sluice.config import Settings, SinkKind, load_settings
 from sluice.config_sink import require_sink
+from sluice.config_text import describe, settings_environment
 from sluice.errors import ConfigError
 
 # What the deployment Sluice replaces sets, and nothing of Sluice's own.

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import click
 
-from sluice.config import flag_specs
+from sluice.config_text import flag_specs
 
 # Crash points for the fault tests: still set by SLUICE_FAULT_* or these flags, never offered
 # to an operator in --help.

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from sluice.config import Settings, settings_environment
+from sluice.config import Settings
+from sluice.config_text import settings_environment
 from sluice.local.emulator import free_port
 from sluice.policies import ExponentialBackoff
 

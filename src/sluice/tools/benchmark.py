@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sluice.config import Settings, settings_environment
+from sluice.config import Settings
 from sluice.config_sink import SinkKind
+from sluice.config_text import settings_environment
 from sluice.errors import PermanentError, TransientError
 from sluice.local.emulator import EMULATOR_CREDENTIALS, running_emulator
 from sluice.mapping import load_mapping
