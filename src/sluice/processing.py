@@ -62,9 +62,7 @@ class BatchWork:
             if batch.rows:
                 outcome = await self.loader.load(list(batch.rows.values()))
                 rejected = outcome.rejected
-                self.counters.inserted += outcome.result.inserted
-                self.counters.duplicates_in_target += outcome.result.already_present
-                self.counters.batches += 1
+                self.counters.count_load(outcome.result)
             verdict = judge_batch(batch, rejected)
             self.counters.duplicates_in_batch += verdict.twins_absorbed
             dead_lettered = await self.settler.dead_letter(verdict.dead)

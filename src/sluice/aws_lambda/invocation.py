@@ -178,9 +178,7 @@ class Invocation:
                 )
             else:
                 rejected = outcome.rejected
-                self.counters.inserted += outcome.result.inserted
-                self.counters.duplicates_in_target += outcome.result.already_present
-                self.counters.batches += 1
+                self.counters.count_load(outcome.result)
                 verdict = judge_batch(batch, rejected)
                 self.counters.duplicates_in_batch += verdict.twins_absorbed
                 dead = verdict.dead

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sluice.errors import FailureReason
-from sluice.model import CircuitState
+from sluice.model import CircuitState, LoadResult
 
 # How long a failed dead-letter send keeps a worker "degraded" unless a send works since.
 DEAD_LETTER_TROUBLE_WINDOW = 300.0
@@ -41,6 +41,12 @@ class WorkerCounters:
     dead_letter_failed_at: float | None = None
     dead_letter_sent_at: float | None = None
     dead_letter_last_error: str = ""
+
+    def count_load(self, result: LoadResult) -> None:
+        """One committed load of a batch: rows new to the target and rows already there."""
+        self.inserted += result.inserted
+        self.duplicates_in_target += result.already_present
+        self.batches += 1
 
     def dead_letter_trouble(self, now: float, window: float) -> str | None:
         """Why dead-lettering is failing, if it failed within ``window`` s and has not
